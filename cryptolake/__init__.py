@@ -1,0 +1,1 @@
+"""CryptoLakehouse core: settings, logging, lake paths and I/O, run ledger, CLI, local stack."""

@@ -1,0 +1,115 @@
+"""`cryptolake`: the one command line of the project (operators, containers and tests all call it)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from cryptolake import logs
+from cryptolake.errors import CryptolakeError
+from cryptolake.settings import Settings
+
+log = logs.get("cryptolake")
+
+
+class Context:
+    """What every command gets: validated settings (loaded on first use, so `--help` needs none)."""
+
+    def __init__(self, overrides: dict):
+        self.overrides = {k: v for k, v in overrides.items() if v is not None}
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.load(**self.overrides)
+        return self._settings
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--lake-uri", help="Lake root, s3://bucket[/prefix] or file:///abs/path (env LAKE_URI).")
+@click.option("--cmc-base-url", help="CoinMarketCap API base URL (env CMC_BASE_URL).")
+@click.option("--warehouse-url", help="SQLAlchemy URL of the warehouse (env WAREHOUSE_URL).")
+@click.option("--log-json/--log-text", default=None, help="Force JSON or text logs (default: text on a terminal).")
+@click.pass_context
+def cli(ctx: click.Context, lake_uri, cmc_base_url, warehouse_url, log_json) -> None:
+    """CryptoLakehouse: CoinMarketCap snapshots to a Delta lake and a PostgreSQL warehouse."""
+    logs.configure(job=ctx.invoked_subcommand, json_lines=log_json)
+    ctx.obj = Context({"lake_uri": lake_uri, "cmc_base_url": cmc_base_url, "warehouse_url": warehouse_url})
+
+
+# -- local stack ---------------------------------------------------------------------------------------------
+@cli.group()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".local"),
+              show_default=True, envvar="CRYPTOLAKE_STATE_DIR", help="Where the stack keeps data, logs and pids.")
+@click.option("--pg-port", type=int, envvar="CRYPTOLAKE_PG_PORT", help="PostgreSQL port (default 15432).")
+@click.option("--s3-port", type=int, envvar="CRYPTOLAKE_S3_PORT",
+              help="S3 port (default 19000; the server's other ports follow it).")
+@click.pass_context
+def local(ctx: click.Context, state_dir: Path, pg_port: int | None, s3_port: int | None) -> None:
+    """The embedded default stack on loopback: PostgreSQL and an S3 server."""
+    from cryptolake.local.stack import LocalStack
+
+    ctx.obj = LocalStack(state_dir, pg_port=pg_port, s3_port=s3_port)
+
+
+@local.command("up")
+@click.pass_obj
+def local_up(stack) -> None:
+    """Start (or health-check) every part of the stack; harmless when already up."""
+    _print_status(stack.up())
+
+
+@local.command("down")
+@click.pass_obj
+def local_down(stack) -> None:
+    """Stop the processes this state directory started (and nothing else)."""
+    for part, stopped in stack.down().items():
+        click.echo(f"{part:<9} {'stopped' if stopped else 'was not running'}")
+
+
+@local.command("status")
+@click.pass_obj
+def local_status(stack) -> None:
+    """Show which parts are running; exit status 3 when any part is stopped."""
+    status = stack.status()
+    _print_status(status)
+    if any(value == "stopped" for value in status.values()):
+        sys.exit(3)
+
+
+@local.command("env")
+@click.pass_obj
+def local_env(stack) -> None:
+    """Print shell exports pointing every command at the stack: eval "$(cryptolake local env)"."""
+    for key, value in stack.env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+def _print_status(status: dict[str, str]) -> None:
+    for part, state in status.items():
+        click.echo(f"{part:<9} {state}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CryptolakeError as exc:
+        log.debug("failed", exc_info=True)
+        click.echo(logs.redact(f"error: {exc}"), err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # unexpected: keep the traceback in the log, redacted by the formatter
+        log.error("unexpected failure: %s", exc, exc_info=True)
+        sys.exit(2)

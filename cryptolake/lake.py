@@ -1,0 +1,201 @@
+"""The lake: one API over `file://` and `s3://` roots, with the path contract of DESIGN.md.
+
+Writes are immutable and atomic. A local file is written under a temporary name and hard-linked into place
+(the link fails if the name exists, so nothing is ever overwritten); an S3 object becomes visible only when its
+upload completes. A snapshot as a whole becomes visible when its run's ledger record is written (see ledger.py).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from cryptolake.errors import LakeError
+from cryptolake.settings import Settings
+
+LAYERS = ("bronze", "silver", "gold")
+SPARK_EVENTS = "spark-events"
+
+
+def snapshot_stamp(ts: datetime) -> str:
+    """UTC YYYYMMDDTHHMMSSZ: the name part shared by bronze files, run ids and backup ids."""
+    return _utc(ts).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _utc(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise LakeError(f"timestamp {ts.isoformat()} has no time zone", "Pass an aware UTC datetime")
+    return ts.astimezone(timezone.utc)
+
+
+def bronze_path(extractor: str, snapshot_ts: datetime, part: int | None = None) -> str:
+    """`bronze/<extractor>/snapshot_date=YYYY-MM-DD/<extractor>-YYYYMMDDTHHMMSSZ[-partN].parquet`."""
+    suffix = "" if part is None else f"-part{part}"
+    return (f"bronze/{extractor}/snapshot_date={_utc(snapshot_ts):%Y-%m-%d}/"
+            f"{extractor}-{snapshot_stamp(snapshot_ts)}{suffix}.parquet")
+
+
+def quarantine_path(extractor: str, snapshot_ts: datetime, name: str) -> str:
+    return f"bronze/_quarantine/{extractor}/snapshot_date={_utc(snapshot_ts):%Y-%m-%d}/{name}"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: str
+    rows: int
+    bytes: int
+
+
+class Lake:
+    """A lake root. Paths given to its methods are relative to the root, with `/` separators."""
+
+    def __init__(self, uri: str, filesystem: pafs.FileSystem, root: str):
+        self.uri = uri.rstrip("/")
+        self.fs = filesystem
+        self._root = root.rstrip("/")
+        self.is_local = isinstance(filesystem, pafs.LocalFileSystem)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Lake":
+        parts = urlsplit(settings.lake_uri)
+        if parts.scheme == "file":
+            return cls(settings.lake_uri, pafs.LocalFileSystem(), parts.path)
+        endpoint = urlsplit(settings.aws_endpoint_url) if settings.aws_endpoint_url else None
+        fs = pafs.S3FileSystem(
+            access_key=settings.aws_access_key_id,
+            secret_key=settings.aws_secret_access_key,
+            region=settings.aws_region,
+            endpoint_override=endpoint.netloc if endpoint else None,
+            scheme=endpoint.scheme if endpoint else "https",
+            allow_bucket_creation=False,
+            allow_bucket_deletion=False,
+        )
+        return cls(settings.lake_uri, fs, parts.netloc + parts.path)
+
+    # -- addressing ---------------------------------------------------------------------------------------
+    def _abs(self, rel: str) -> str:
+        rel = rel.strip("/")
+        if ".." in rel.split("/"):
+            raise LakeError(f"lake path {rel!r} escapes the lake root", "Use paths relative to LAKE_URI")
+        return f"{self._root}/{rel}" if rel else self._root
+
+    def uri_of(self, rel: str) -> str:
+        return f"{self.uri}/{rel.strip('/')}"
+
+    def spark_uri(self, rel: str = "") -> str:
+        """The URI Spark's Hadoop filesystems understand (S3A for s3://)."""
+        uri = self.uri_of(rel) if rel else self.uri
+        return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self._abs(rel)).type != pafs.FileType.NotFound
+
+    def list_files(self, prefix: str, suffix: str = "") -> list[str]:
+        """Relative paths of the files under prefix (recursively), sorted; hidden temp files excluded."""
+        selector = pafs.FileSelector(self._abs(prefix), allow_not_found=True, recursive=True)
+        out = []
+        for info in self.fs.get_file_info(selector):
+            name = info.base_name
+            if info.type == pafs.FileType.File and name.endswith(suffix) and not name.startswith("."):
+                out.append(info.path[len(self._root) + 1:])
+        return sorted(out)
+
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self._abs(rel)) as stream:
+                return stream.read()
+        except FileNotFoundError as exc:
+            raise LakeError(f"{self.uri_of(rel)} does not exist") from exc
+
+    def read_parquet(self, paths: str | Iterable[str]) -> pa.Table:
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        if not paths:
+            raise LakeError("no Parquet files given to read")
+        return pa.concat_tables(
+            [pq.read_table(self._abs(p), filesystem=self.fs) for p in paths], promote_options="permissive"
+        )
+
+    # -- writing ------------------------------------------------------------------------------------------
+    def write_bytes(self, rel: str, data: bytes) -> WriteResult:
+        with self._atomic_output(rel) as stream:
+            stream.write(data)
+        return WriteResult(rel, 0, len(data))
+
+    def write_parquet(self, rel: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch | pa.Table]) -> WriteResult:
+        """Stream batches into one immutable Parquet file; memory stays bounded by one batch."""
+        rows = 0
+        with self._atomic_output(rel) as stream:
+            with pq.ParquetWriter(stream, schema, compression="zstd") as writer:
+                for batch in batches:
+                    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+                    writer.write_table(table.cast(schema))
+                    rows += table.num_rows
+            size = stream.tell()
+        return WriteResult(rel, rows, size)
+
+    def ensure_dir(self, rel: str) -> None:
+        """Make a directory exist, as a directory marker on S3 (S3A and the History Server need one)."""
+        path = self._abs(rel)
+        if self.is_local:
+            self.fs.create_dir(path, recursive=True)
+        elif self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+            self.fs.create_dir(path, recursive=False)
+
+    def _atomic_output(self, rel: str) -> "_AtomicOutput":
+        if self.exists(rel):
+            raise LakeError(f"{self.uri_of(rel)} already exists",
+                            "Lake files are immutable; write a new snapshot instead of replacing one")
+        return _AtomicOutput(self, self._abs(rel), rel)
+
+
+class _AtomicOutput:
+    """Writes go to a local temporary file first; the target appears only once the file is complete.
+
+    Locally the temp file is hard-linked into place; on S3 it is uploaded in one go after close. An S3 output
+    stream cannot be aborted from Python, so streaming straight to S3 could leave a half-written object.
+    """
+
+    def __init__(self, lake: Lake, path: str, rel: str):
+        self.lake, self.path, self.rel = lake, path, rel
+        if lake.is_local:
+            parent, _, name = path.rpartition("/")
+            os.makedirs(parent, exist_ok=True)
+            self.tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+        else:
+            fd, self.tmp = tempfile.mkstemp(prefix="cryptolake-", suffix=".part")
+            os.close(fd)
+
+    def __enter__(self) -> pa.NativeFile:
+        self.stream = pafs.LocalFileSystem().open_output_stream(self.tmp)
+        return self.stream
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self.stream.close()
+            if exc_type is None:
+                self._publish()
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+        return False
+
+    def _publish(self) -> None:
+        if not self.lake.is_local:
+            pafs.copy_files(self.tmp, self.path, source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.lake.fs)
+            return
+        try:
+            os.link(self.tmp, self.path)
+        except FileExistsError as err:
+            raise LakeError(f"{self.lake.uri_of(self.rel)} was written concurrently",
+                            "Another run wrote the same snapshot; keep one of them") from err

@@ -1,0 +1,124 @@
+"""The run ledger: one immutable JSON object per run and step, under `<LAKE_URI>/_meta/<step>/<name>/`.
+
+S3 objects cannot be appended to, so there is no shared log file: each run writes its own record when it ends.
+A run's data files are written first and its record last, so a reader that goes through the ledger never sees
+a half-written snapshot; a run killed before its record exists simply never happened for readers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator, Literal
+
+from cryptolake import logs
+from cryptolake.errors import LakeError
+from cryptolake.lake import Lake, snapshot_stamp
+
+Step = Literal["extract", "transform", "load"]
+STEPS: tuple[Step, ...] = ("extract", "transform", "load")
+# success: all done; partial: some chunks failed and are journaled for the next run; skipped: nothing to do
+# (e.g. an unchanged map, a budget skip); failed: nothing usable was produced.
+STATUSES = ("success", "partial", "skipped", "failed")
+VISIBLE = ("success", "partial")
+
+log = logs.get(__name__)
+
+
+def new_run_id(started: datetime) -> str:
+    """Sortable and unique: the UTC start stamp plus random hex (two runs can start in the same second)."""
+    return f"{snapshot_stamp(started)}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    step: Step
+    name: str
+    started_at: datetime
+    status: str = "running"
+    ended_at: datetime | None = None
+    duration_seconds: float | None = None
+    endpoint: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    credits: int = 0
+    rows: int = 0
+    files: list[str] = field(default_factory=list)
+    upstream: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        for key in ("started_at", "ended_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return logs.redact(json.dumps(data, sort_keys=True, default=str)).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "RunRecord":
+        data = json.loads(raw)
+        for key in ("started_at", "ended_at"):
+            data[key] = datetime.fromisoformat(data[key]) if data[key] else None
+        return cls(**data)
+
+
+class Ledger:
+    def __init__(self, lake: Lake):
+        self.lake = lake
+
+    @staticmethod
+    def _dir(step: str, name: str) -> str:
+        if step not in STEPS:
+            raise LakeError(f"unknown ledger step {step!r}", f"Use one of {', '.join(STEPS)}")
+        return f"_meta/{step}/{name}"
+
+    def write(self, record: RunRecord) -> str:
+        if record.status not in STATUSES:
+            raise LakeError(f"run {record.run_id} has status {record.status!r}", f"Use one of {', '.join(STATUSES)}")
+        path = f"{self._dir(record.step, record.name)}/{record.run_id}.json"
+        self.lake.write_bytes(path, record.to_json())
+        return path
+
+    def runs(self, step: Step, name: str, statuses: tuple[str, ...] | None = None) -> list[RunRecord]:
+        """This job's runs, oldest first (run ids sort by start time)."""
+        records = [RunRecord.from_json(self.lake.read_bytes(p))
+                   for p in self.lake.list_files(self._dir(step, name), ".json")]
+        return [r for r in records if statuses is None or r.status in statuses]
+
+    def latest(self, step: Step, name: str, statuses: tuple[str, ...] = VISIBLE) -> RunRecord | None:
+        runs = self.runs(step, name, statuses)
+        return runs[-1] if runs else None
+
+    def snapshots(self, extractor: str) -> list[RunRecord]:
+        """The complete bronze snapshots of an extractor, oldest first: only runs whose record exists count."""
+        return [r for r in self.runs("extract", extractor, VISIBLE) if r.files]
+
+    @contextlib.contextmanager
+    def run(self, step: Step, name: str, started: datetime | None = None, **fields: Any) -> Iterator[RunRecord]:
+        """Run a job step; its record is written when the block ends, as failed if it raised.
+
+        The block sets status (default success), rows, files, credits... on the yielded record.
+        """
+        started = started or datetime.now(timezone.utc)
+        record = RunRecord(run_id=new_run_id(started), step=step, name=name, started_at=started, **fields)
+        clock = time.monotonic()
+        with logs.context(run_id=record.run_id, job=f"{step}:{name}"):
+            try:
+                yield record
+            except BaseException as exc:
+                record.status = "failed"
+                record.error = logs.redact(f"{type(exc).__name__}: {exc}")
+                raise
+            else:
+                if record.status == "running":
+                    record.status = "success"
+            finally:
+                record.ended_at = datetime.now(timezone.utc)
+                record.duration_seconds = round(time.monotonic() - clock, 3)
+                path = self.write(record)
+                log.info("run %s %s in %.1fs (%d rows, %d files) -> %s", record.run_id, record.status,
+                         record.duration_seconds, record.rows, len(record.files), path)

@@ -1,0 +1,140 @@
+"""Runtime settings: environment variables first, CLI flags override; validated once at start.
+
+The table in SETTINGS is the single list of variables: `.env.example` and the docs are checked against it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from cryptolake import logs
+from cryptolake.errors import CryptolakeError, SettingsError
+
+DEFAULT_CMC_BASE_URL = "https://pro-api.coinmarketcap.com"
+
+
+def _default_lake_uri() -> str:
+    return (Path.cwd() / ".lake").as_uri()
+
+
+def _check_lake_uri(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            return f"LAKE_URI {value!r} has no bucket: use s3://bucket[/prefix]"
+        return None
+    if parts.scheme == "file":
+        if not parts.path.startswith("/") or parts.netloc not in ("", "localhost"):
+            return f"LAKE_URI {value!r} must be an absolute path: use file:///abs/path"
+        return None
+    return f"LAKE_URI {value!r} must start with s3:// or file:///"
+
+
+def _check_http_url(name: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return f"{name} {logs.redact(value)!r} must be an http(s):// URL"
+        return None
+
+    return check
+
+
+def _check_warehouse_url(value: str) -> str | None:
+    if not value.startswith("postgresql+psycopg2://"):
+        return (
+            f"WAREHOUSE_URL {logs.redact(value)!r} must be a SQLAlchemy URL starting with "
+            "postgresql+psycopg2:// (SQLAlchemy 2 needs the driver named)"
+        )
+    return None
+
+
+def _check_positive_int(name: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if not value.isdigit() or int(value) <= 0:
+            return f"{name} {value!r} must be a positive whole number"
+        return None
+
+    return check
+
+
+@dataclass(frozen=True)
+class Variable:
+    env: str
+    field: str
+    help: str
+    default: Callable[[], str | None] = lambda: None
+    check: Callable[[str], str | None] | None = None
+    secret: bool = False
+
+
+SETTINGS: tuple[Variable, ...] = (
+    Variable("CMC_API_KEY", "cmc_api_key", "CoinMarketCap API key (not needed against the sandbox)", secret=True),
+    Variable("CMC_BASE_URL", "cmc_base_url", "CoinMarketCap API base URL",
+             lambda: DEFAULT_CMC_BASE_URL, _check_http_url("CMC_BASE_URL")),
+    Variable("LAKE_URI", "lake_uri", "lake root: s3://bucket[/prefix] or file:///abs/path",
+             _default_lake_uri, _check_lake_uri),
+    Variable("AWS_ENDPOINT_URL", "aws_endpoint_url", "S3-compatible endpoint (MinIO, SeaweedFS); empty for AWS",
+             check=_check_http_url("AWS_ENDPOINT_URL")),
+    Variable("AWS_ACCESS_KEY_ID", "aws_access_key_id", "S3 access key id"),
+    Variable("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key", "S3 secret key", secret=True),
+    Variable("AWS_REGION", "aws_region", "S3 region", lambda: "us-east-1"),
+    Variable("WAREHOUSE_URL", "warehouse_url", "postgresql+psycopg2://user:pw@host:port/db",
+             check=_check_warehouse_url, secret=True),
+    Variable("CMC_MONTHLY_CREDITS", "cmc_monthly_credits", "plan's monthly credit quota",
+             lambda: "10000", _check_positive_int("CMC_MONTHLY_CREDITS")),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    cmc_api_key: str | None
+    cmc_base_url: str
+    lake_uri: str
+    aws_endpoint_url: str | None
+    aws_access_key_id: str | None
+    aws_secret_access_key: str | None
+    aws_region: str
+    warehouse_url: str | None
+    cmc_monthly_credits: int
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read the environment, apply non-None overrides (CLI flags), validate everything at once."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for var in SETTINGS:
+            raw = overrides.get(var.field)
+            if raw is None:
+                raw = env.get(var.env) or var.default()
+            raw = None if raw is None else str(raw).strip()
+            if var.secret and raw:
+                logs.register_secret(raw)
+            if raw and var.check:
+                problem = var.check(raw)
+                if problem:
+                    problems.append(problem)
+            values[var.field] = raw or None
+        if problems:
+            raise SettingsError(problems)
+        values["cmc_monthly_credits"] = int(values["cmc_monthly_credits"])
+        values["lake_uri"] = values["lake_uri"].rstrip("/")
+        return cls(**values)
+
+    def require(self, field: str, hint: str) -> str:
+        """The value of a setting a command cannot run without, or a clear error naming its variable."""
+        value = getattr(self, field)
+        if value:
+            return value
+        var = next(v for v in SETTINGS if v.field == field)
+        raise CryptolakeError(f"{var.env} is not set", hint)
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as environment variables, for child processes (Spark's JVM, subprocess jobs)."""
+        by_field = {v.field: v.env for v in SETTINGS}
+        return {by_field[f.name]: str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}

@@ -1,0 +1,1 @@
+"""Spark applications (transform, load) and the shared Spark/Delta session."""
