@@ -146,10 +146,8 @@ class Lake:
     def ensure_dir(self, rel: str) -> None:
         """Make a directory exist, as a directory marker on S3 (S3A and the History Server need one)."""
         path = self._abs(rel)
-        if self.is_local:
+        if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
             self.fs.create_dir(path, recursive=True)
-        elif self.fs.get_file_info(path).type == pafs.FileType.NotFound:
-            self.fs.create_dir(path, recursive=False)
 
     def _atomic_output(self, rel: str) -> "_AtomicOutput":
         if self.exists(rel):

@@ -15,6 +15,7 @@ import sys
 import threading
 from datetime import datetime, timezone
 from typing import Any, Iterator, TextIO
+from urllib.parse import unquote, urlsplit
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("cryptolake_log_context", default={})
 _secrets: set[str] = set()
@@ -29,10 +30,20 @@ _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 
 
 def register_secret(value: str | None) -> None:
-    """Mask this exact value wherever it appears in log output or error text from now on."""
-    if value and len(value) >= _MIN_SECRET_LENGTH:
-        with _secrets_lock:
-            _secrets.add(value)
+    """Mask this exact value wherever it appears in log output or error text from now on.
+
+    For a URL, its password alone is masked too (it often travels without the rest of the URL).
+    """
+    if not value or len(value) < _MIN_SECRET_LENGTH:
+        return
+    with _secrets_lock:
+        _secrets.add(value)
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        password = None
+    if password and password != value:
+        register_secret(unquote(password))
 
 
 def redact(text: str) -> str:

@@ -49,10 +49,12 @@ class LocalStack:
 
     def _load_config(self, pg_port: int | None, s3_port: int | None) -> StackConfig:
         saved = json.loads(self._config_file.read_text()) if self._config_file.exists() else None
-        if saved is None:
-            return StackConfig(pg_port or DEFAULT_PG_PORT, s3_port or DEFAULT_S3_PORT,
-                               secrets.token_urlsafe(18), "cryptolake-" + secrets.token_hex(4),
-                               secrets.token_urlsafe(24))
+        if saved is None:  # first use: generate credentials once and keep them
+            config = StackConfig(pg_port or DEFAULT_PG_PORT, s3_port or DEFAULT_S3_PORT,
+                                 secrets.token_urlsafe(18), "cryptolake-" + secrets.token_hex(4),
+                                 secrets.token_urlsafe(24))
+            self._save_config(config)
+            return config
         config = StackConfig(**saved)
         changed = {k: v for k, v in (("pg_port", pg_port), ("s3_port", s3_port))
                    if v is not None and v != getattr(config, k)}
@@ -60,18 +62,18 @@ class LocalStack:
             return StackConfig(**{**saved, **changed})
         return config
 
-    def _save_config(self) -> None:
+    def _save_config(self, config: StackConfig) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state_dir.chmod(0o755)
-        self._config_file.write_text(json.dumps(self.config.__dict__, indent=2))
-        self._config_file.chmod(0o600)
+        self._config_file.touch(mode=0o600)
+        self._config_file.write_text(json.dumps(config.__dict__, indent=2))
 
     def up(self) -> dict[str, str]:
-        saved = json.loads(self._config_file.read_text()) if self._config_file.exists() else None
-        if saved and saved != self.config.__dict__ and (self.postgres.running() or self.s3.running()):
-            raise LocalStackError("the local stack is running with other ports",
-                                  "Run `cryptolake local down` first to change ports")
-        self._save_config()
+        saved = json.loads(self._config_file.read_text())
+        if saved != self.config.__dict__:
+            if self.postgres.running() or self.s3.running():
+                raise LocalStackError("the local stack is running with other ports",
+                                      "Run `cryptolake local down` first to change ports")
+            self._save_config(self.config)
         log.info("starting PostgreSQL on 127.0.0.1:%d", self.config.pg_port)
         self.postgres.up()
         log.info("starting the S3 server on 127.0.0.1:%d", self.config.s3_port)

@@ -1,0 +1,3 @@
+from cryptolake.cli import main
+
+main()
