@@ -92,9 +92,19 @@ def local_env(stack) -> None:
         click.echo(f"export {key}={shlex.quote(value)}")
 
 
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".local"),
+              show_default=True, envvar="CRYPTOLAKE_STATE_DIR", help="State directory of the local stack.")
+def demo(state_dir: Path) -> None:
+    """Run the embedded default end to end on the local stack and print a summary."""
+    from cryptolake.demo import run_demo
+
+    _print_status(run_demo(state_dir))
+
+
 def _print_status(status: dict[str, str]) -> None:
     for part, state in status.items():
-        click.echo(f"{part:<9} {state}")
+        click.echo(f"{part:<16} {state}")
 
 
 def main() -> None:

@@ -80,6 +80,7 @@ def build_spark_session(app_name: str, settings: Settings, *, master: str | None
             "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
             "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"),
             "spark.ui.showConsoleProgress": "false",
+            "spark.log.level": os.environ.get("SPARK_LOG_LEVEL", "WARN"),
         })
         builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[2]"))
     options.update(conf or {})
