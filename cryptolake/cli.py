@@ -44,6 +44,32 @@ def cli(ctx: click.Context, lake_uri, cmc_base_url, warehouse_url, log_json) -> 
     ctx.obj = Context({"lake_uri": lake_uri, "cmc_base_url": cmc_base_url, "warehouse_url": warehouse_url})
 
 
+# -- pipeline steps ------------------------------------------------------------------------------------------
+GROUPS = ("daily", "weekly", "5x", "10x", "init", "all")
+
+
+@cli.command()
+@click.argument("extractor", required=False)
+@click.option("--group", type=click.Choice(GROUPS), help="Run every extractor of this frequency group.")
+@pass_context
+def extract(ctx: Context, extractor: str | None, group: str | None) -> None:
+    """Run one extractor or a frequency group: CoinMarketCap -> bronze Parquet.
+
+    Exit status: 0 all extracted (or skipped on purpose), 4 partial (failed chunks are retried next run),
+    5 stopped by the plan's quota, 1 nothing extracted.
+    """
+    from cryptolake.services.extract.registry import EXTRACTORS, group as extractors_of
+    from cryptolake.services.extract.runner import run_many
+
+    if bool(extractor) == bool(group):
+        raise click.UsageError("give one extractor name or --group, not both and not neither")
+    if extractor and extractor not in EXTRACTORS:
+        raise click.UsageError(f"unknown extractor {extractor!r}; choose one of: {', '.join(EXTRACTORS)}")
+    chosen = [EXTRACTORS[extractor]] if extractor else extractors_of(group)
+    logs.set_context(job=f"extract:{extractor or group}")
+    sys.exit(run_many(chosen, ctx.settings))
+
+
 # -- local stack ---------------------------------------------------------------------------------------------
 @cli.group()
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".local"),

@@ -62,6 +62,18 @@ def _check_positive_int(name: str) -> Callable[[str], str | None]:
     return check
 
 
+def _check_fraction(name: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        try:
+            if 0 <= float(value) < 1:
+                return None
+        except ValueError:
+            pass
+        return f"{name} {value!r} must be a fraction between 0 and 1, e.g. 0.35"
+
+    return check
+
+
 @dataclass(frozen=True)
 class Variable:
     env: str
@@ -87,7 +99,19 @@ SETTINGS: tuple[Variable, ...] = (
              check=_check_warehouse_url, secret=True),
     Variable("CMC_MONTHLY_CREDITS", "cmc_monthly_credits", "plan's monthly credit quota",
              lambda: "10000", _check_positive_int("CMC_MONTHLY_CREDITS")),
+    Variable("CMC_RATE_LIMIT", "cmc_rate_limit", "requests per minute allowed by the plan (key_info overrides)",
+             lambda: "30", _check_positive_int("CMC_RATE_LIMIT")),
+    Variable("CMC_CREDIT_MARGIN", "cmc_credit_margin",
+             "share of the monthly quota kept in reserve: below it, low-priority extractors skip",
+             lambda: "0.35", _check_fraction("CMC_CREDIT_MARGIN")),
+    Variable("CMC_LISTINGS_LIMIT", "cmc_listings_limit", "coins fetched per listings snapshot",
+             lambda: "5000", _check_positive_int("CMC_LISTINGS_LIMIT")),
+    Variable("CMC_RESCAN_DAYS", "cmc_rescan_days", "days between full rescans of info and exchange assets",
+             lambda: "30", _check_positive_int("CMC_RESCAN_DAYS")),
+    Variable("CMC_CATEGORY_SLICE", "cmc_category_slice", "categories whose coins are fetched per run",
+             lambda: "25", _check_positive_int("CMC_CATEGORY_SLICE")),
 )
+_INTEGERS = ("cmc_monthly_credits", "cmc_rate_limit", "cmc_listings_limit", "cmc_rescan_days", "cmc_category_slice")
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,11 @@ class Settings:
     aws_region: str
     warehouse_url: str | None
     cmc_monthly_credits: int
+    cmc_rate_limit: int
+    cmc_credit_margin: float
+    cmc_listings_limit: int
+    cmc_rescan_days: int
+    cmc_category_slice: int
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -122,7 +151,9 @@ class Settings:
             values[var.field] = raw or None
         if problems:
             raise SettingsError(problems)
-        values["cmc_monthly_credits"] = int(values["cmc_monthly_credits"])
+        for name in _INTEGERS:
+            values[name] = int(values[name])
+        values["cmc_credit_margin"] = float(values["cmc_credit_margin"])
         values["lake_uri"] = values["lake_uri"].rstrip("/")
         return cls(**values)
 

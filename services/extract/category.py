@@ -1,0 +1,54 @@
+"""Category domain: the category list with its market figures, and which coins belong to each category."""
+
+from typing import Any
+
+from cryptolake.services.extract.base import Chunk, Extractor, IdBatches, Items, Pages, RotatingSlice
+from cryptolake.services.extract.fields import FLOAT, INT, STR, TS, ParseError, columns
+
+
+def category_coins(data: Any, chunk: Chunk) -> Items:
+    """/category answers the category object with its coins inside: one row per (category, coin)."""
+    if not isinstance(data, dict) or not isinstance(data.get("coins"), list):
+        raise ParseError("expected a category object with a coins array")
+    return ((data.get("id"), coin) for coin in data["coins"])
+
+
+crypto_categories = Extractor(
+    name="crypto_categories",
+    path="/v1/cryptocurrency/categories",
+    groups=("10x", "init"),
+    plan=Pages(page_size=5000),
+    id_column="category_id",
+    columns=columns(
+        ("category_id", "id", STR, True),
+        ("name", "name", STR),
+        ("title", "title", STR),
+        ("description", "description", STR),
+        ("num_tokens", "num_tokens", INT),
+        ("avg_price_change", "avg_price_change", FLOAT),
+        ("market_cap", "market_cap", FLOAT),
+        ("market_cap_change", "market_cap_change", FLOAT),
+        ("volume", "volume", FLOAT),
+        ("volume_change", "volume_change", FLOAT),
+        ("last_updated", "last_updated", TS),
+    ),
+)
+
+crypto_category = Extractor(
+    name="crypto_category",
+    path="/v1/cryptocurrency/category",
+    groups=("daily", "init"),
+    priority="low",
+    plan=IdBatches(RotatingSlice("crypto_categories", "category_id"), size=1, extra={"limit": 1000}),
+    items=category_coins,
+    id_column="category_id",
+    columns=columns(
+        ("category_id", "@key", STR, True),
+        ("crypto_id", "id", INT, True),
+        ("name", "name", STR),
+        ("symbol", "symbol", STR),
+        ("slug", "slug", STR),
+        ("cmc_rank", "cmc_rank", INT),
+        ("last_updated", "last_updated", TS),
+    ),
+)

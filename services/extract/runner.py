@@ -1,0 +1,142 @@
+"""`cryptolake extract`: run one extractor or a frequency group, credit-aware and fail-soft.
+
+Exit status (the container's, so Airflow sees it): 0 everything extracted (or deliberately skipped),
+4 part of it (failed chunks are journaled and retried next run), 5 stopped by the plan's quota,
+1 nothing extracted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from cryptolake import logs
+from cryptolake.lake import Lake
+from cryptolake.ledger import Ledger, RunRecord
+from cryptolake.settings import Settings
+from cryptolake.services.client import CmcClient, CmcError, QuotaExhausted
+from cryptolake.services.extract.base import ExtractRun, Extractor
+
+log = logs.get(__name__)
+PART_ROWS = 100_000
+EXIT_CODES = {"success": 0, "skipped": 0, "partial": 4, "quota": 5, "failed": 1}
+
+
+@dataclass
+class CreditGovernor:
+    """Keeps the month's reserve: low-priority extractors skip when a run would dig into it."""
+
+    quota: int
+    credits_left: int
+    margin: float
+
+    @classmethod
+    def from_key_info(cls, client: CmcClient, settings: Settings) -> "CreditGovernor":
+        data = client.get("/v1/key/info").data
+        plan, month = data.get("plan", {}), data.get("usage", {}).get("current_month", {})
+        if plan.get("rate_limit_minute"):
+            client.pacer.per_minute = int(plan["rate_limit_minute"])
+        quota = int(plan.get("credit_limit_monthly") or settings.cmc_monthly_credits)
+        left = month.get("credits_left")
+        left = int(left) if left is not None else quota - int(month.get("credits_used") or 0)
+        return cls(quota, left, settings.cmc_credit_margin)
+
+    def decide(self, extractor: Extractor, estimate: int) -> str | None:
+        """None to go ahead, else the reason to skip."""
+        reserve = self.margin * self.quota
+        if extractor.priority == "low" and self.credits_left - estimate < reserve:
+            return (f"skipped to keep the reserve: ~{estimate} credits needed, {self.credits_left} left this month, "
+                    f"reserve {reserve:.0f} ({self.margin:.0%} of {self.quota})")
+        return None
+
+    def spend(self, credits: int) -> None:
+        self.credits_left -= credits
+
+
+def run_extractor(extractor: Extractor, settings: Settings, lake: Lake, client: CmcClient,
+                  governor: CreditGovernor | None = None) -> tuple[RunRecord, bool]:
+    """One run, recorded in the ledger; returns (record, stopped by quota)."""
+    started = datetime.now(timezone.utc).replace(microsecond=0)  # the snapshot's time is the run's start
+    quota_hit = False
+    with Ledger(lake).run("extract", extractor.name, started=started, endpoint=extractor.path,
+                          params=dict(extractor.params)) as record, logs.context(extractor=extractor.name):
+        run = ExtractRun(extractor, settings, lake, client, record)
+        run.plan_ids()
+        estimate = run.estimate_credits()
+        record.details["estimated_credits"] = estimate
+        reason = governor.decide(extractor, estimate) if governor else None
+        if reason:
+            log.warning("%s %s", extractor.name, reason)
+            record.status, record.details["skip_reason"] = "skipped", reason
+            return record, False
+        calls_before = client.calls
+        try:
+            if extractor.skip_unchanged:
+                _write_if_changed(run)
+            else:
+                run.write(run.batches(), PART_ROWS)
+        except QuotaExhausted as err:
+            quota_hit = True
+            record.error = str(err)
+            log.error("%s stopped: %s", extractor.name, err)
+        finally:
+            if governor:
+                governor.spend(record.credits)
+        record.details.update(calls=client.calls - calls_before, failed=run.failed, quarantined=run.quarantined)
+        if record.status == "running":
+            incomplete = bool(run.failed) or quota_hit
+            record.status = "partial" if incomplete and record.rows else "failed" if incomplete else "success"
+    return record, quota_hit
+
+
+def _write_if_changed(run: ExtractRun) -> None:
+    """Maps are small (one or two pages): hold them, compare the id set, write nothing when unchanged."""
+    batches = list(run.batches())
+    table = pa.Table.from_batches(batches, schema=run.extractor.schema)
+    if not run.failed and run.unchanged_since_previous(table):
+        run.record.status = "skipped"
+        run.record.details.update(unchanged=True, ids=table.num_rows, compared_with=run.previous.run_id)
+        log.info("%s: id set unchanged since %s; nothing written", run.extractor.name, run.previous.run_id)
+        return
+    run.write(iter(table.to_batches()), PART_ROWS)
+
+
+def run_many(extractors: list[Extractor], settings: Settings) -> int:
+    """Run extractors in order with one client and one governor; the exit status is the worst outcome."""
+    api_key = settings.require("cmc_api_key", "Set CMC_API_KEY, or eval \"$(cryptolake local env)\" for the sandbox")
+    lake = Lake.from_settings(settings)
+    client = CmcClient(settings.cmc_base_url, api_key, rate_limit_per_minute=settings.cmc_rate_limit)
+    governor = CreditGovernor.from_key_info(client, settings)
+    log.info("%d credits left this month (quota %d); rate limit %d/min", governor.credits_left, governor.quota,
+             client.pacer.per_minute)
+    outcomes: list[str] = []
+    for extractor in extractors:
+        try:
+            record, quota_hit = run_extractor(extractor, settings, lake, client, governor)
+        except CmcError as err:  # configuration errors: recorded as failed by the ledger, then reported
+            log.error("%s failed: %s", extractor.name, err)
+            outcomes.append("failed")
+            if err.http_status in (401, 402, 403):
+                raise
+            continue
+        outcomes.append("quota" if quota_hit else record.status)
+        log.info("%s: %s, %d rows in %d files, %d credits", extractor.name, record.status, record.rows,
+                 len(record.files), record.credits)
+        if quota_hit:
+            log.error("monthly quota reached: the remaining extractors are not run")
+            break
+    log.info("extract done: %d credits used by %d calls", client.credits_used, client.calls)
+    return group_exit_code(outcomes)
+
+
+def group_exit_code(outcomes: list[str]) -> int:
+    codes = [EXIT_CODES[o] for o in outcomes]
+    if all(code == 0 for code in codes):
+        return 0
+    if EXIT_CODES["quota"] in codes:
+        return EXIT_CODES["quota"]
+    if all(code == EXIT_CODES["failed"] for code in codes):
+        return EXIT_CODES["failed"]
+    return EXIT_CODES["partial"]
