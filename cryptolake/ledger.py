@@ -83,15 +83,23 @@ class Ledger:
         self.lake.write_bytes(path, record.to_json())
         return path
 
-    def runs(self, step: Step, name: str, statuses: tuple[str, ...] | None = None) -> list[RunRecord]:
-        """This job's runs, oldest first (run ids sort by start time)."""
-        records = [RunRecord.from_json(self.lake.read_bytes(p))
-                   for p in self.lake.list_files(self._dir(step, name), ".json")]
+    def runs(self, step: Step, name: str, statuses: tuple[str, ...] | None = None,
+             since: datetime | None = None) -> list[RunRecord]:
+        """This job's runs, oldest first (run ids sort by start time); `since` reads only the recent ones."""
+        paths = self.lake.list_files(self._dir(step, name), ".json")
+        if since is not None:
+            cutoff = snapshot_stamp(since)
+            paths = [p for p in paths if p.rpartition("/")[2] >= cutoff]
+        records = [RunRecord.from_json(self.lake.read_bytes(p)) for p in paths]
         return [r for r in records if statuses is None or r.status in statuses]
 
     def latest(self, step: Step, name: str, statuses: tuple[str, ...] = VISIBLE) -> RunRecord | None:
-        runs = self.runs(step, name, statuses)
-        return runs[-1] if runs else None
+        """The newest run with one of these statuses, reading records newest first until one matches."""
+        for path in reversed(self.lake.list_files(self._dir(step, name), ".json")):
+            record = RunRecord.from_json(self.lake.read_bytes(path))
+            if record.status in statuses:
+                return record
+        return None
 
     def snapshots(self, extractor: str) -> list[RunRecord]:
         """The complete bronze snapshots of an extractor, oldest first: only runs whose record exists count."""

@@ -238,7 +238,9 @@ class ExtractRun:
         self.extractor, self.settings, self.lake, self.client, self.record = extractor, settings, lake, client, record
         self.ledger = Ledger(lake)
         self.snapshot_ts: datetime = record.started_at
-        self.history = self.ledger.runs("extract", extractor.name, ("success", "partial", "skipped"))
+        # The ledger only grows: read the runs a policy can need (one rescan period, and a margin), not all.
+        since = self.snapshot_ts - timedelta(days=settings.cmc_rescan_days + 7)
+        self.history = self.ledger.runs("extract", extractor.name, ("success", "partial", "skipped"), since=since)
         self.previous = next((r for r in reversed(self.history) if r.status != "skipped"), None)
         self.ids_to_fetch: list = []
         self.failed: list[dict] = []

@@ -7,6 +7,7 @@ Exit status (the container's, so Airflow sees it): 0 everything extracted (or de
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 
 from cryptolake import logs
 from cryptolake.lake import Lake
-from cryptolake.ledger import Ledger, RunRecord
+from cryptolake.ledger import STATUSES, Ledger, RunRecord
 from cryptolake.settings import Settings
 from cryptolake.services.client import CmcClient, CmcError, QuotaExhausted
 from cryptolake.services.extract.base import ExtractRun, Extractor
@@ -58,7 +59,7 @@ class CreditGovernor:
 def run_extractor(extractor: Extractor, settings: Settings, lake: Lake, client: CmcClient,
                   governor: CreditGovernor | None = None) -> tuple[RunRecord, bool]:
     """One run, recorded in the ledger; returns (record, stopped by quota)."""
-    started = datetime.now(timezone.utc).replace(microsecond=0)  # the snapshot's time is the run's start
+    started = _unused_second(Ledger(lake), extractor.name)  # the snapshot's time is the run's start
     quota_hit = False
     with Ledger(lake).run("extract", extractor.name, started=started, endpoint=extractor.path,
                           params=dict(extractor.params)) as record, logs.context(extractor=extractor.name):
@@ -89,6 +90,16 @@ def run_extractor(extractor: Extractor, settings: Settings, lake: Lake, client: 
             incomplete = bool(run.failed) or quota_hit
             record.status = "partial" if incomplete and record.rows else "failed" if incomplete else "success"
     return record, quota_hit
+
+
+def _unused_second(ledger: Ledger, name: str) -> datetime:
+    """Now, to the second (bronze names carry seconds), but after this extractor's latest run started."""
+    now = datetime.now(timezone.utc)
+    latest = ledger.latest("extract", name, STATUSES)
+    if latest and latest.started_at >= now.replace(microsecond=0):
+        time.sleep(1 - now.microsecond / 1e6)
+        now = datetime.now(timezone.utc)
+    return now.replace(microsecond=0)
 
 
 def _write_if_changed(run: ExtractRun) -> None:

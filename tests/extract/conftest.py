@@ -1,0 +1,106 @@
+"""A real sandbox API process per test module, on a frozen simulated clock so every answer is reproducible."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from cryptolake.lake import Lake
+from cryptolake.services.sandbox import DEFAULT_API_KEY
+from tests.conftest import settings_for
+
+START = "2026-11-02T08:00:00Z"  # a Monday
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Sandbox:
+    url: str
+    process: subprocess.Popen
+
+    def control(self, method: str, path: str, body: dict | None = None) -> dict:
+        answer = requests.request(method, f"{self.url}/sandbox/{path}", json=body, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def api(self, path: str, **params) -> dict:
+        answer = requests.get(self.url + path, params=params, headers={"X-CMC_PRO_API_KEY": DEFAULT_API_KEY},
+                              timeout=30)
+        return answer.json()
+
+    def set_clock(self, iso: str) -> None:
+        self.control("POST", "clock", {"set": iso})
+
+    def advance_days(self, days: float) -> None:
+        self.control("POST", "clock", {"advance_seconds": days * 86400})
+
+    def fault(self, **spec) -> None:
+        self.control("POST", "faults", {"faults": [spec]})
+
+    def reset(self) -> None:
+        self.control("DELETE", "faults")
+        self.control("POST", "usage/reset")
+        self.set_clock(START)
+
+
+def start_sandbox(*flags: str) -> Sandbox:
+    port = free_port()
+    argv = [sys.executable, "-m", "cryptolake.services.sandbox", "serve", "--port", str(port), "--seed", "7",
+            "--coins", "600", "--exchanges", "40", "--categories", "20", "--clock", "simulated",
+            "--start", START, "--rate", "0", "--retry-after", *flags]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sandbox = Sandbox(f"http://127.0.0.1:{port}", process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sandbox exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            sandbox.control("GET", "health")
+            return sandbox
+        except requests.RequestException:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("sandbox did not answer within 60s")
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    server = start_sandbox("--rate-limit", "100000")
+    yield server
+    server.process.terminate()
+    server.process.wait(10)
+
+
+@pytest.fixture
+def fresh_sandbox(sandbox):
+    sandbox.reset()
+    yield sandbox
+    sandbox.control("DELETE", "faults")
+
+
+def extract_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
+    return {"CMC_BASE_URL": sandbox.url, "CMC_API_KEY": DEFAULT_API_KEY, "CMC_RATE_LIMIT": "100000",
+            "CMC_LISTINGS_LIMIT": "450", **extra}
+
+
+@pytest.fixture
+def s3_settings(fresh_sandbox, stack_env):
+    return settings_for(f"s3://cryptolake/tests/extract-{uuid.uuid4().hex[:10]}",
+                        {**stack_env, **extract_env(fresh_sandbox)})
+
+
+@pytest.fixture
+def s3_extract_lake(s3_settings) -> Lake:
+    return Lake.from_settings(s3_settings)
