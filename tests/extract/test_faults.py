@@ -1,0 +1,149 @@
+"""Resilience against the sandbox's fault injection: the failures a real API has, answered as a user expects."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from cryptolake.lake import Lake
+from cryptolake.ledger import Ledger
+from cryptolake.services.client import CmcClient
+from cryptolake.services.extract.registry import EXTRACTORS
+from cryptolake.services.extract.runner import run_extractor, run_many
+from cryptolake.services.sandbox import DEFAULT_API_KEY
+from tests.conftest import REPO, settings_for
+from tests.extract.conftest import extract_env, start_sandbox
+
+LISTINGS = EXTRACTORS["crypto_listings_latest"]
+
+
+def latest(lake, name):
+    return Ledger(lake).latest("extract", name, ("success", "partial", "failed", "skipped"))
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_burst_is_retried_to_success(fresh_sandbox, s3_settings, s3_extract_lake, status):
+    fresh_sandbox.fault(kind="error", status=status, path=LISTINGS.path, count=3)
+    assert run_many([LISTINGS], s3_settings) == 0
+    record = latest(s3_extract_lake, LISTINGS.name)
+    assert record.status == "success" and record.rows == 450
+    assert record.details["calls"] == 4 and record.credits == 3  # failed attempts cost nothing
+
+
+@pytest.mark.parametrize("fault", [{"delay": 3}, {"drop": True, "delay": 0}])
+def test_timeouts_and_dropped_connections_are_retried(fresh_sandbox, s3_settings, s3_extract_lake, fault):
+    fresh_sandbox.fault(kind="timeout", path=LISTINGS.path, count=2, **fault)
+    client = CmcClient(s3_settings.cmc_base_url, DEFAULT_API_KEY, rate_limit_per_minute=1000, timeout=1)
+    record, quota_hit = run_extractor(LISTINGS, s3_settings, s3_extract_lake, client)
+    assert record.status == "success" and not quota_hit and client.calls == 3
+
+
+def test_a_429_storm_is_waited_out(fresh_sandbox, s3_settings, s3_extract_lake):
+    fresh_sandbox.set_clock("2026-11-02T08:00:58Z")  # Retry-After: 2 seconds to the next minute
+    fresh_sandbox.fault(kind="rate_limit", path=LISTINGS.path, count=7)  # more than the 6 transient attempts
+    assert run_many([LISTINGS], s3_settings) == 0
+    record = latest(s3_extract_lake, LISTINGS.name)
+    assert record.status == "success" and record.details["calls"] == 8 and record.duration_seconds >= 14
+
+
+@pytest.mark.parametrize("kind", ["malformed", "truncated"])
+def test_a_bad_page_is_quarantined_while_the_others_land(fresh_sandbox, s3_settings, s3_extract_lake, kind):
+    history = EXTRACTORS["fear_greed_historical"]
+    total = len(fresh_sandbox.api(history.path, limit=500, start=1)["data"]) + \
+        len(fresh_sandbox.api(history.path, limit=500, start=501)["data"]) + \
+        len(fresh_sandbox.api(history.path, limit=500, start=1001)["data"])
+    fresh_sandbox.fault(kind=kind, path=history.path, after=1, count=1)
+    assert run_many([history], s3_settings) == 4  # partial
+    record = latest(s3_extract_lake, history.name)
+    assert record.status == "partial" and record.rows == total - 500
+    assert [f["key"] for f in record.details["failed"]] == ["start=501"]
+    assert len(record.details["quarantined"]) == 1 and s3_extract_lake.exists(record.details["quarantined"][0])
+
+
+def test_schema_drift(fresh_sandbox, s3_settings, s3_extract_lake):
+    fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="null", field="*.quote.USD", count=1)
+    run_many([LISTINGS], s3_settings)
+    table = s3_extract_lake.read_parquet(latest(s3_extract_lake, LISTINGS.name).files)
+    assert table.column("price_usd").null_count == 450 and table.column("crypto_id").null_count == 0
+
+    fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="string", field="*.quote.USD.price", count=1)
+    run_many([LISTINGS], s3_settings)
+    table = s3_extract_lake.read_parquet(latest(s3_extract_lake, LISTINGS.name).files)
+    assert table.column("price_usd").null_count == 0 and str(table.schema.field("price_usd").type) == "double"
+
+    fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="missing", field="*.id", count=1)
+    assert run_many([LISTINGS], s3_settings) == 1  # nothing usable: the page is quarantined, the run failed
+    record = latest(s3_extract_lake, LISTINGS.name)
+    assert record.status == "failed" and record.files == []
+    assert "required field 'id'" in record.details["failed"][0]["error"]
+
+
+def test_rerunning_after_a_partial_run_fills_the_gap_without_duplicates(fresh_sandbox, s3_settings,
+                                                                         s3_extract_lake):
+    info = EXTRACTORS["crypto_info"]
+    run_many([EXTRACTORS["crypto_map"]], s3_settings)
+    fresh_sandbox.fault(kind="error", status=500, path=info.path, after=2, count=6)  # batch 3 never succeeds
+    assert run_many([info], s3_settings) == 4
+    partial = latest(s3_extract_lake, info.name)
+    [failed] = partial.details["failed"]
+    assert len(failed["ids"]) == 100
+
+    assert run_many([info], s3_settings) == 0
+    second = latest(s3_extract_lake, info.name)
+    assert second.details["retried"] == 100 and second.rows == 100
+    ids = []
+    for record in Ledger(s3_extract_lake).snapshots(info.name):
+        ids += s3_extract_lake.read_parquet(record.files).column("crypto_id").to_pylist()
+    map_ids = s3_extract_lake.read_parquet(Ledger(s3_extract_lake).latest("extract", "crypto_map").files)
+    assert sorted(ids) == sorted(map_ids.column("crypto_id").to_pylist())  # every id once
+
+
+def test_low_priority_extractors_skip_when_credits_run_short(fresh_sandbox, s3_settings, s3_extract_lake):
+    settings = replace(s3_settings, cmc_credit_margin=0.999)  # reserve 9,990 of 10,000
+    extractors = [EXTRACTORS[n] for n in ("exchange_map", "exchange_assets", "crypto_listings_latest")]
+    assert run_many(extractors, settings) == 0
+    assets = latest(s3_extract_lake, "exchange_assets")
+    assert assets.status == "skipped" and "reserve" in assets.details["skip_reason"]
+    assert latest(s3_extract_lake, "crypto_listings_latest").status == "success"  # high priority runs anyway
+
+
+def _cli_extract(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cryptolake", "--log-json", "extract", *args], cwd=REPO,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+
+def test_an_invalid_key_fails_fast_with_the_api_message(fresh_sandbox, stack_env):
+    bad_key = "00000000-bad0-key0-0000-" + uuid.uuid4().hex[:12]
+    env = {**stack_env, **extract_env(fresh_sandbox), "CMC_API_KEY": bad_key,
+           "LAKE_URI": f"s3://cryptolake/tests/badkey-{uuid.uuid4().hex[:8]}"}
+    result = _cli_extract(env, "--group", "daily")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: CoinMarketCap refused GET /v1/key/info (HTTP 401, error 1001): "
+                           "This API Key is invalid.") and "CMC_API_KEY" in last
+    assert bad_key not in result.stderr + result.stdout
+
+
+def test_the_monthly_quota_stops_the_group_cleanly(stack_env):
+    server = start_sandbox("--rate-limit", "100000", "--monthly-credits", "40")
+    try:
+        lake_uri = f"s3://cryptolake/tests/quota-{uuid.uuid4().hex[:8]}"
+        env = {**stack_env, **extract_env(server), "LAKE_URI": lake_uri, "CMC_CREDIT_MARGIN": "0"}
+        result = _cli_extract(env, "--group", "init")
+        assert result.returncode == 5, result.stderr[-2000:]
+        assert "monthly quota reached" in result.stderr
+        lake = Lake.from_settings(settings_for(lake_uri, env))
+        ledger = Ledger(lake)
+        assert ledger.latest("extract", "exchange_map").status == "success"  # kept
+        stopped = [n for n in EXTRACTORS if (r := latest(lake, n)) and r.error and "quota" in r.error]
+        assert len(stopped) == 1
+        order = list(EXTRACTORS)
+        assert all(latest(lake, n) is None for n in order[order.index(stopped[0]) + 1:])  # nothing after it ran
+    finally:
+        server.process.terminate()
+        server.process.wait(10)
