@@ -10,6 +10,7 @@ import click
 
 from cryptolake import logs
 from cryptolake.errors import CryptolakeError
+from cryptolake.services.sandbox.cli import sandbox
 from cryptolake.settings import Settings
 
 log = logs.get("cryptolake")
@@ -126,6 +127,9 @@ def demo(state_dir: Path) -> None:
     from cryptolake.demo import run_demo
 
     _print_status(run_demo(state_dir))
+
+
+cli.add_command(sandbox)
 
 
 def _print_status(status: dict[str, str]) -> None:

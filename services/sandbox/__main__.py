@@ -1,5 +1,8 @@
-"""`python -m cryptolake.services.sandbox serve ...`: how the local stack starts the sandbox as its own process."""
+"""`python -m cryptolake.services.sandbox serve ...` = `cryptolake sandbox serve ...` (how the local stack starts it)."""
 
-from cryptolake.services.sandbox.cli import sandbox
+import sys
 
-sandbox(prog_name="cryptolake sandbox")
+from cryptolake.cli import main
+
+sys.argv[1:1] = ["sandbox"]
+main()

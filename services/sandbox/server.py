@@ -210,6 +210,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         started = time.monotonic()
+        logs.set_context(job="sandbox")  # each request runs in a fresh thread, with an empty log context
         parts = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if parts.path.startswith("/sandbox/"):
