@@ -110,8 +110,12 @@ SETTINGS: tuple[Variable, ...] = (
              lambda: "30", _check_positive_int("CMC_RESCAN_DAYS")),
     Variable("CMC_CATEGORY_SLICE", "cmc_category_slice", "categories whose coins are fetched per run",
              lambda: "25", _check_positive_int("CMC_CATEGORY_SLICE")),
+    Variable("DELTA_VACUUM_RETENTION_HOURS", "delta_vacuum_retention_hours",
+             "hours of silver Delta history kept by the weekly VACUUM (time travel, --as-of-version)",
+             lambda: "168", _check_positive_int("DELTA_VACUUM_RETENTION_HOURS")),
 )
-_INTEGERS = ("cmc_monthly_credits", "cmc_rate_limit", "cmc_listings_limit", "cmc_rescan_days", "cmc_category_slice")
+_INTEGERS = ("cmc_monthly_credits", "cmc_rate_limit", "cmc_listings_limit", "cmc_rescan_days", "cmc_category_slice",
+             "delta_vacuum_retention_hours")
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Settings:
     cmc_listings_limit: int
     cmc_rescan_days: int
     cmc_category_slice: int
+    delta_vacuum_retention_hours: int
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
