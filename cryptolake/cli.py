@@ -71,6 +71,29 @@ def extract(ctx: Context, extractor: str | None, group: str | None) -> None:
     sys.exit(run_many(chosen, ctx.settings))
 
 
+@cli.command()
+@click.option("--group", type=click.Choice(GROUPS), required=True,
+              help="Build the silver tables of this frequency group (weekly and all also run maintenance).")
+@click.option("--table", "tables", multiple=True, help="Only this table of the group (repeatable).")
+@pass_context
+def transform(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
+    """Bronze Parquet -> silver Delta for a frequency group, incrementally (local Spark).
+
+    Only bronze snapshots not yet in silver are read; running twice changes nothing. The SparkApplication runs
+    the same entry (spark_apps/transform/main.py). Exit status: 0 every table built or already up to date,
+    1 some table (or the maintenance) failed: see the log and the ledger under _meta/transform/.
+    """
+    from cryptolake.spark_apps.transform.main import run
+    from cryptolake.spark_apps.transform.tables import tables_of
+
+    known = [t.name for t in tables_of(group)]
+    unknown = [t for t in tables if t not in known]
+    if unknown:
+        raise click.UsageError(f"{', '.join(unknown)} not in group {group}; choose from: {', '.join(known)}")
+    logs.set_context(job=f"transform:{group}")
+    sys.exit(run(ctx.settings, group, tables=list(tables) or None))
+
+
 # -- local stack ---------------------------------------------------------------------------------------------
 @cli.group()
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".local"),

@@ -26,10 +26,15 @@ def run(settings: Settings, group: str, *, spark=None, tables: list[str] | None 
     if own:
         spark = build_spark_session(f"cryptolake-transform-{group}", settings, conf=RUNTIME_CONF)
     try:
-        return run_group(spark, settings, group, tables=tables).exit_code
+        outcome = run_group(spark, settings, group, tables=tables, maintenance=False if tables else None)
     finally:
         if own:
             spark.stop()
+    if outcome.failed:
+        print(f"error: transform {group}: {', '.join(outcome.failed)} failed. The log above and "
+              f"{settings.lake_uri}/_meta/transform/<table>/ hold the error; fix it and run the group again "
+              "(runs are idempotent)", file=sys.stderr)
+    return outcome.exit_code
 
 
 def main(argv: list[str] | None = None) -> None:
