@@ -372,7 +372,6 @@ def _info(call: Call) -> Result:
         item["self_reported_tags"] = None
         item["self_reported_market_cap"] = (None if coins.self_reported[i] != coins.self_reported[i]
                                             else float(coins.self_reported[i] * snap.price[i]))
-        item["infinite_supply"] = bool(coins.infinite[i])
         if "status" in aux:
             item["status"] = STATUS_NAMES[int(snap.state[i])]
         return item
