@@ -1,4 +1,4 @@
-"""`python -m cryptolake.services.sandbox serve ...` = `cryptolake sandbox serve ...` (how the local stack starts it)."""
+"""`python -m cryptolake.services.sandbox serve ...` = `cryptolake sandbox serve ...` (the local stack runs this)."""
 
 import sys
 

@@ -217,8 +217,8 @@ class Market:
         volume_7d = 3.5 * (volume + self._volume(t - 7 * DAY, np.exp(self.log_price(t - 7 * DAY))))
         volume_30d = 15 * (volume + self._volume(t - 30 * DAY, np.exp(self.log_price(t - 30 * DAY))))
         circ, total = self.supply(t)
-        reported = np.where(coins.circ_known, circ, 0.0)
-        market_cap = price * reported
+        reported, total = np.round(np.where(coins.circ_known, circ, 0.0), 2), np.round(total, 2)
+        market_cap = price * reported  # from the figures as reported, so clients can recompute it
         idx = np.flatnonzero(active)
         order = idx[np.lexsort((-volume[idx], -market_cap[idx]))]
         rank = np.zeros(self.n, dtype=np.int64)
@@ -230,7 +230,7 @@ class Market:
             t=t, state=state, price=price, pct=pct, volume=volume,
             volume_change=np.round(np.where(active, (volume / before - 1) * 100, 0.0), 4),
             volume_7d=np.where(active, volume_7d, 0.0), volume_30d=np.where(active, volume_30d, 0.0),
-            circulating=np.round(reported, 2), total=np.round(total, 2), max_supply=coins.max_supply,
+            circulating=reported, total=total, max_supply=coins.max_supply,
             market_cap=market_cap, market_cap_total=price * total,
             fdmc=price * np.where(np.isnan(coins.max_supply), total, coins.max_supply),
             dominance=np.round(np.where(active, market_cap / total_mc * 100, 0.0), 4) if total_mc else

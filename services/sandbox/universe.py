@@ -328,7 +328,7 @@ def _coins(rnd: random.Random, gen: np.random.Generator, n: int) -> Coins:
         token_address=[_address(rnd, PLATFORMS[r["platform"]].address) if r["platform"] >= 0 else None for r in rows],
         added=col("added"), tracked=col("added") + col("lag"), inactive=col("inactive"),
         launched=np.where(gen.random(n) < 0.6, col("added") - gen.uniform(0, 200, n) * DAY, np.nan),
-        logp0=np.log(col("price")), circ0=col("circ"), total0=col("total"), max_supply=col("max"),
+        logp0=np.log(col("price")), circ0=col("circ"), total0=col("total"), max_supply=np.round(col("max"), 2),
         infinite=col("infinite", bool), growth=col("growth"), circ_known=col("circ_known", bool),
         self_reported=col("self_reported"), sigma=sigma, beta=col("beta"),
         # Martingale prices, plus a slow bleed for small caps (most altcoins lose value over time).
