@@ -101,12 +101,15 @@ def transform(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
 @click.option("--pg-port", type=int, envvar="CRYPTOLAKE_PG_PORT", help="PostgreSQL port (default 15432).")
 @click.option("--s3-port", type=int, envvar="CRYPTOLAKE_S3_PORT",
               help="S3 port (default 19000; the server's other ports follow it).")
+@click.option("--sandbox-port", type=int, envvar="CRYPTOLAKE_SANDBOX_PORT",
+              help="Sandbox CoinMarketCap API port (default 18080).")
 @click.pass_context
-def local(ctx: click.Context, state_dir: Path, pg_port: int | None, s3_port: int | None) -> None:
-    """The embedded default stack on loopback: PostgreSQL and an S3 server."""
+def local(ctx: click.Context, state_dir: Path, pg_port: int | None, s3_port: int | None,
+          sandbox_port: int | None) -> None:
+    """The embedded default stack on loopback: PostgreSQL, an S3 server and the sandbox CoinMarketCap API."""
     from cryptolake.local.stack import LocalStack
 
-    ctx.obj = LocalStack(state_dir, pg_port=pg_port, s3_port=s3_port)
+    ctx.obj = LocalStack(state_dir, pg_port=pg_port, s3_port=s3_port, sandbox_port=sandbox_port)
 
 
 @local.command("up")

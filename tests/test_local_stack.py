@@ -11,6 +11,7 @@ import uuid
 import boto3
 import psycopg2
 import pytest
+import requests
 from sqlalchemy.engine import make_url
 
 from cryptolake.local.process import port_open
@@ -73,7 +74,7 @@ def test_s3_server_rejects_wrong_credentials(stack_env):
 
 def _cli(state_dir, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cryptolake", "--log-json", "local", "--state-dir", str(state_dir),
-                           "--pg-port", "25532", "--s3-port", "19200", *args],
+                           "--pg-port", "25532", "--s3-port", "19200", "--sandbox-port", "18280", *args],
                           capture_output=True, text=True, timeout=180)
 
 
@@ -96,9 +97,15 @@ def test_up_twice_is_harmless_and_down_leaves_nothing_listening(shared_tmp, stac
     assert second.returncode == 0, second.stderr
     assert (second_stack.s3.daemon.pid(), (state_dir / "postgres/data/postmaster.pid").read_text().split()[0]) == pids
     assert "running on 127.0.0.1:25532" in second.stdout
+    assert "running on http://127.0.0.1:18280" in second.stdout
     assert _cli(state_dir, "status").returncode == 0
+    env = dict(line.removeprefix("export ").split("=", 1) for line in _cli(state_dir, "env").stdout.splitlines())
+    assert env["CMC_BASE_URL"] == "http://127.0.0.1:18280"
+    answer = requests.get(env["CMC_BASE_URL"] + "/v1/key/info", headers={"X-CMC_PRO_API_KEY": env["CMC_API_KEY"]},
+                          timeout=10)
+    assert answer.status_code == 200 and answer.json()["data"]["plan"]["credit_limit_monthly"] == 10_000
 
-    ports = [25532, *second_stack.s3.ports()]
+    ports = [25532, 18280, *second_stack.s3.ports()]
     down = _cli(state_dir, "down")
     assert down.returncode == 0, down.stderr
     assert [p for p in ports if port_open(p)] == []
