@@ -116,6 +116,12 @@ def start_limit(limit_default: int | None, limit_max: int) -> tuple[Param, Param
 CONVERT = (Param("convert", "symbols"), Param("convert_id", "ids"))
 
 
+def page(items, args: dict[str, Any]):
+    """The `start` (1-based) / `limit` window of a list or array; no limit means to the end."""
+    first = args["start"] - 1
+    return items[first:first + args["limit"]] if args["limit"] else items[first:]
+
+
 # -- credits -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CreditRule:

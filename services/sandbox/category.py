@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cryptolake.services.sandbox.api import (CONVERT, Call, CreditRule, Endpoint, Param, Result, invalid_value,
-                                             start_limit)
+                                             page, start_limit)
 from cryptolake.services.sandbox.clock import iso
 from cryptolake.services.sandbox.crypto import CoinRenderer, LISTING_AUX, statics
 from cryptolake.services.sandbox.market import ACTIVE, Market, Snapshot
@@ -63,9 +63,8 @@ def _categories(call: Call) -> Result:
         rows = market.members(snap.t) & np.isin(m.coin, wanted)
         visible = np.intersect1d(visible, m.category[rows])
     ordered = visible[np.argsort(-stats["market_cap"][visible], kind="stable")]
-    page = ordered[a["start"] - 1:][:a["limit"]] if a["limit"] else ordered[a["start"] - 1:]
     updated = iso(snap.t)
-    return Result([_item(market, stats, int(k), updated) for k in page], 0)
+    return Result([_item(market, stats, int(k), updated) for k in page(ordered, a)], 0)
 
 
 def _coin_filter(market: Market, snap: Snapshot, args: dict) -> list[int] | None:
@@ -91,12 +90,12 @@ def _category(call: Call) -> Result:
     m = market.universe.memberships
     members = np.unique(m.coin[market.members(snap.t) & (m.category == k)])
     ordered = members[np.argsort(snap.rank[members], kind="stable")]
-    page = ordered[a["start"] - 1:a["start"] - 1 + a["limit"]]
+    shown = page(ordered, a)
     render = CoinRenderer(call, snap, LISTING_AUX[:8], quote_currencies)
     item = _item(market, stats, k, iso(snap.t))
     updated = item.pop("last_updated")
-    data = {**item, "coins": [render.item(int(i)) for i in page], "last_updated": updated}
-    return Result(data, len(page))
+    data = {**item, "coins": [render.item(int(i)) for i in shown], "last_updated": updated}
+    return Result(data, len(shown))
 
 
 ENDPOINTS = (

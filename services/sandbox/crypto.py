@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryptolake.services.sandbox.api import (CONVERT, Call, CreditRule, Endpoint, Param, Result, invalid_value,
-                                             start_limit)
+                                             page, start_limit)
 from cryptolake.services.sandbox.clock import iso
-from cryptolake.services.sandbox.market import ACTIVE, INACTIVE, LAGS, NOT_LISTED, UNTRACKED, Market, Snapshot
+from cryptolake.services.sandbox.market import (ACTIVE, INACTIVE, LAGS, LISTING_STATES, NOT_LISTED, STATUS_NAMES,
+                                                UNTRACKED, Market, Snapshot)
 from cryptolake.services.sandbox.quotes import Currency, convert, convert_pct, currencies
 from cryptolake.services.sandbox.universe import PLATFORMS
 
-STATUS_NAMES = {UNTRACKED: "untracked", ACTIVE: "active", INACTIVE: "inactive"}
 MAP_AUX = ("platform", "first_historical_data", "last_historical_data", "is_active", "status")
 LISTING_AUX = ("num_market_pairs", "cmc_rank", "date_added", "tags", "platform", "max_supply", "circulating_supply",
                "total_supply", "market_cap_by_total_supply", "volume_24h_reported", "volume_7d",
@@ -164,12 +164,12 @@ def _map(call: Call) -> Result:
         wanted = set(a["symbol"])
         selected = [i for i, s in enumerate(coins.symbols) if s in wanted and snap.state[i] != NOT_LISTED]
     else:
-        states = [{"active": ACTIVE, "inactive": INACTIVE, "untracked": UNTRACKED}[s] for s in a["listing_status"]]
+        states = [LISTING_STATES[s] for s in a["listing_status"]]
         selected = np.flatnonzero(np.isin(snap.state, states)).tolist()
         if a["sort"] == "cmc_rank":
             rank = snap.rank
             selected.sort(key=lambda i: (rank[i] == 0, rank[i], i))
-        selected = selected[a["start"] - 1:][:a["limit"]] if a["limit"] else selected[a["start"] - 1:]
+        selected = page(selected, a)
     last = iso(snap.t)
     data = []
     for i in selected:
@@ -241,9 +241,9 @@ def _listings(call: Call) -> Result:
     else:
         key = _SORT_KEYS[a["sort"]](snap, coins)[idx]
         ordered = idx[np.lexsort((snap.rank[idx], key if direction == "asc" else -key))].tolist()
-    page = ordered[a["start"] - 1:a["start"] - 1 + a["limit"]]
+    shown = page(ordered, a)
     render = CoinRenderer(call, snap, a["aux"], quote_currencies)
-    return Result([render.item(i) for i in page], len(page), {"total_count": len(ordered)})
+    return Result([render.item(i) for i in shown], len(shown), {"total_count": len(ordered)})
 
 
 # -- v2 info and quotes: lookups by id, slug, symbol or address ----------------------------------------------

@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from cryptolake.services.sandbox.api import Call, CreditRule, Endpoint, Param, Result, invalid_value, start_limit
+from cryptolake.services.sandbox.api import Call, CreditRule, Endpoint, Param, Result, invalid_value, page, start_limit
 from cryptolake.services.sandbox.clock import iso
-from cryptolake.services.sandbox.crypto import STATUS_NAMES
-from cryptolake.services.sandbox.market import ACTIVE, INACTIVE, NOT_LISTED, UNTRACKED, Market
+from cryptolake.services.sandbox.market import (ACTIVE, INACTIVE, LISTING_STATES, NOT_LISTED, STATUS_NAMES,
+                                                UNTRACKED, Market)
 
 MAP_AUX = ("first_historical_data", "last_historical_data", "is_active", "status")
 INFO_AUX = ("urls", "logo", "description", "date_launched", "notice", "status")
@@ -35,16 +35,14 @@ def _map(call: Call) -> Result:
         wanted = set(a["slug"])
         selected = [i for i, s in enumerate(ex.slugs) if s in wanted and snap.state[i] != NOT_LISTED]
     else:
-        states = [{"active": ACTIVE, "inactive": INACTIVE, "untracked": UNTRACKED}[s] for s in a["listing_status"]]
-        mask = np.isin(snap.state, states)
+        mask = np.isin(snap.state, [LISTING_STATES[s] for s in a["listing_status"]])
         if a["crypto_id"]:
             coin = market.universe.coins.index_of_id.get(a["crypto_id"])
             mask &= _trades(market, coin) if coin is not None else False
         selected = np.flatnonzero(mask)
         if a["sort"] == "volume_24h":
             selected = selected[np.argsort(-snap.volume[selected], kind="stable")]
-        selected = selected.tolist()
-        selected = selected[a["start"] - 1:][:a["limit"]] if a["limit"] else selected[a["start"] - 1:]
+        selected = page(selected.tolist(), a)
     last = iso(snap.t)
     data = []
     for i in selected:

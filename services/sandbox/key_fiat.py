@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cryptolake.services.sandbox.api import Call, CreditRule, Endpoint, Param, Result, start_limit
+from cryptolake.services.sandbox.api import Call, CreditRule, Endpoint, Param, Result, page, start_limit
 from cryptolake.services.sandbox.quotes import FIATS, METALS
 
 
@@ -14,8 +14,7 @@ def _fiat_map(call: Call) -> Result:
     a = call.args
     rows = list(FIATS + METALS) if a["include_metals"] else list(FIATS)
     rows.sort(key=(lambda r: r[1]) if a["sort"] == "name" else (lambda r: r[0]))
-    rows = rows[a["start"] - 1:][:a["limit"]] if a["limit"] else rows[a["start"] - 1:]
-    data = [{"id": fid, "name": name, "sign": sign, "symbol": symbol} for fid, name, sign, symbol, _ in rows]
+    data = [{"id": fid, "name": name, "sign": sign, "symbol": symbol} for fid, name, sign, symbol, _ in page(rows, a)]
     return Result(data, len(data))
 
 

@@ -24,6 +24,8 @@ LAGS = {"1h": 3600.0, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY, "60d": 60 * DA
 
 # Listing states, as in `listing_status`.
 NOT_LISTED, UNTRACKED, ACTIVE, INACTIVE = 0, 1, 2, 3
+LISTING_STATES = {"untracked": UNTRACKED, "active": ACTIVE, "inactive": INACTIVE}
+STATUS_NAMES = {state: name for name, state in LISTING_STATES.items()}
 
 
 class _Lru:

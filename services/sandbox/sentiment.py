@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from cryptolake.services.sandbox.api import Call, CreditRule, Endpoint, Result, start_limit
+from cryptolake.services.sandbox.api import Call, CreditRule, Endpoint, Result, page, start_limit
 from cryptolake.services.sandbox.clock import iso
 from cryptolake.services.sandbox.market import Market
 from cryptolake.services.sandbox.universe import DAY, EPOCH, utc_ts
@@ -45,9 +45,8 @@ def _latest(call: Call) -> Result:
 def _historical(call: Call) -> Result:
     today = EPOCH + math.floor((call.now - EPOCH) / DAY) * DAY
     days = max(0, int((today - HISTORY_START) // DAY) + 1)
-    first = call.args["start"] - 1
     data = []
-    for k in range(first, min(days, first + call.args["limit"])):
+    for k in page(range(days), call.args):
         ts = today - k * DAY
         value = score(call.market, ts)
         data.append({"timestamp": str(int(ts)), "value": value, "value_classification": classify(value)})

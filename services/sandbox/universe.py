@@ -23,7 +23,6 @@ def utc_ts(date: str) -> float:
 
 
 EPOCH = utc_ts("2025-01-01")          # day 0 of the price walk; prices below are the market on that day
-GENESIS = utc_ts("2013-04-28")        # CoinMarketCap's first data
 HORIZON = EPOCH + 730 * DAY        # coins, exchanges and categories keep appearing until then
 
 
