@@ -20,18 +20,15 @@ exactly those of a full recomputation. R is written with replaceWhere on snapsho
 from __future__ import annotations
 
 from datetime import date, timedelta, timezone
-from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cryptolake import logs
+from cryptolake.spark_apps.transform.base import BaseTransformer, StepResult, conform
 from cryptolake.spark_apps.transform.quality import safe_div
 from cryptolake.spark_apps.transform.tables import TABLES
-
-if TYPE_CHECKING:
-    from cryptolake.spark_apps.transform.base import BaseTransformer, StepResult
 
 log = logs.get(__name__)
 BTC_ID = 1
@@ -43,9 +40,7 @@ INDEX_SCHEMA = T.StructType([T.StructField("crypto_id", T.LongType(), False),
                              T.StructField("last_date", T.DateType(), False)])
 
 
-def build_crypto_daily(tf: "BaseTransformer") -> "StepResult":
-    from cryptolake.spark_apps.transform.base import StepResult
-
+def build_crypto_daily(tf: BaseTransformer) -> StepResult:
     table = TABLES["fact_crypto_daily"]
     state = tf.tracker.state(table.name)
     upstream = tf.tracker.state("fact_crypto_market").source(SOURCE)
@@ -66,15 +61,14 @@ def build_crypto_daily(tf: "BaseTransformer") -> "StepResult":
     return result
 
 
-def _recompute(tf: "BaseTransformer", days: list[date], record, result) -> None:
-    spark, table = tf.spark, TABLES["fact_crypto_daily"]
+def _recompute(tf: BaseTransformer, days: list[date], record, result) -> None:
+    table = TABLES["fact_crypto_daily"]
     tf.ensure(table)
     tf.ensure_table(INDEX, INDEX_SCHEMA, [])
-    index = tf.read_silver(INDEX)
-    newest_stored = index.agg(F.max("last_date")).collect()[0][0]
+    index = {r["crypto_id"]: (r["first_date"], r["last_date"]) for r in tf.read_silver(INDEX).collect()}
+    newest_stored = max((last for _, last in index.values()), default=None)
     first = days[0]
     last = max(days[-1], newest_stored) if newest_stored and first <= newest_stored else days[-1]
-    look_from = first - timedelta(days=LOOKBACK_DAYS)
     result.details.update(affected_days=[d.isoformat() for d in days], recomputed=[first.isoformat(), last.isoformat()])
 
     market = (tf.read_silver("fact_crypto_market")
@@ -92,42 +86,68 @@ def _recompute(tf: "BaseTransformer", days: list[date], record, result) -> None:
         F.max_by("source_file", "snapshot_timestamp").alias("source_file"),
     ).persist())
     try:
-        rows_in = ohlc.agg(F.sum("n_snapshots")).collect()[0][0] or 0
-        _write(tf, table, ohlc, index, first, last, look_from, record)
+        # one pass over the recomputed days: per coin its first/last day and snapshot count (the index update)
+        coins = {r["crypto_id"]: (r["first"], r["last"], r["n"]) for r in ohlc.groupBy("crypto_id").agg(
+            F.min("snapshot_date").alias("first"), F.max("snapshot_date").alias("last"),
+            F.sum("n_snapshots").alias("n")).collect()}
+        prior = _prior_rows(tf, set(coins) | {BTC_ID}, index, first)
+        rows = conform(compute(ohlc, prior), table)
+        where = f"snapshot_date >= DATE'{first.isoformat()}' AND snapshot_date <= DATE'{last.isoformat()}'"
+        tf._with_metadata(record, lambda: rows.write.format("delta").mode("overwrite").option("replaceWhere", where)
+                          .save(tf.uri(table.name)), {"replace_where": where})
         version, metrics = tf.last_commit(table.name)
-        _update_index(tf, ohlc)
     finally:
         ohlc.unpersist()
-    result.rows_in, result.delta_version = rows_in, version
+    _write_index(tf, index, coins)
+    result.rows_in, result.delta_version = sum(n for _, _, n in coins.values()), version
     result.rows_written = int(metrics.get("numOutputRows", 0))
 
 
-def _prior_rows(tf: "BaseTransformer", ohlc: DataFrame, index: DataFrame, first: date,
-                look_from: date) -> DataFrame:
+def _prior_rows(tf: BaseTransformer, coins: set[int], index: dict, first: date) -> DataFrame:
     """Stored daily rows before R that R's windows and running maxima need (see the module doc)."""
     columns = ["crypto_id", "snapshot_date", "close_usd", "log_return", "running_max_close_usd"]
-    daily = tf.read_silver("fact_crypto_daily")
-    coins = ohlc.select("crypto_id").distinct().union(tf.spark.range(1).select(F.lit(BTC_ID).cast("long")))
-    lookback = (daily.where(F.col("snapshot_date").between(F.lit(look_from), F.lit(first - timedelta(days=1))))
-                .select(*columns).join(coins, "crypto_id", "left_semi"))
-    # coins seen before R but not in the lookback: their last stored row before R
-    absent = (coins.join(index.where(F.col("first_date") < F.lit(first)), "crypto_id")
-              .join(lookback.select("crypto_id").distinct(), "crypto_id", "left_anti")
-              .select("crypto_id", "last_date").collect())
-    if not absent:
-        return lookback
-    ids = [r["crypto_id"] for r in absent]
-    dates = sorted({r["last_date"] for r in absent if r["last_date"] < first})
-    older = daily.where(F.col("crypto_id").isin(ids))
-    if all(r["last_date"] < first for r in absent):
-        older = older.where(F.col("snapshot_date").isin(dates))  # exact partitions (the usual case)
-    else:
-        older = older.where(F.col("snapshot_date") < F.lit(look_from))  # late data for a returning coin: rare
-    newest = Window.partitionBy("crypto_id").orderBy(F.col("snapshot_date").desc())
-    older = (older.where(F.col("snapshot_date") < F.lit(first)).select(*columns)
-             .withColumn("_n", F.row_number().over(newest)).filter("_n = 1").drop("_n"))
-    log.info("fact_crypto_daily: %d coins return after more than %d days", len(ids), LOOKBACK_DAYS)
-    return lookback.unionByName(older)
+    look_from = first - timedelta(days=LOOKBACK_DAYS)
+    daily = tf.read_silver("fact_crypto_daily").select(*columns)
+    wanted = sorted(coins)
+    lookback = daily.where(F.col("snapshot_date").between(F.lit(look_from), F.lit(first - timedelta(days=1)))) \
+                    .where(F.col("crypto_id").isin(wanted))
+    seen_before = {c: index[c] for c in coins if c in index and index[c][0] < first}
+    # usual case: all of a coin's rows are before R, so the index tells whether its last one is in the lookback
+    gone = {c: l for c, (_, l) in seen_before.items() if l < look_from}
+    # late data: the coin also has rows after R; whether one lies in the lookback needs a look
+    late = sorted(c for c, (_, l) in seen_before.items() if l >= first)
+    if late:
+        present = {r[0] for r in lookback.where(F.col("crypto_id").isin(late)).select("crypto_id").distinct().collect()}
+        late = [c for c in late if c not in present]
+    parts = [lookback]
+    if gone:
+        parts.append(daily.where(F.col("snapshot_date").isin(sorted(set(gone.values()))))
+                     .where(F.col("crypto_id").isin(sorted(gone))))
+        log.info("fact_crypto_daily: %d coins return after more than %d days", len(gone), LOOKBACK_DAYS)
+    if late:  # rare: a backfill for a coin absent from the lookback; reads its older partitions
+        newest = Window.partitionBy("crypto_id").orderBy(F.col("snapshot_date").desc())
+        parts.append(daily.where(F.col("snapshot_date") < F.lit(look_from)).where(F.col("crypto_id").isin(late))
+                     .withColumn("_n", F.row_number().over(newest)).filter("_n = 1").drop("_n"))
+    prior = parts[0]
+    for part in parts[1:]:
+        prior = prior.unionByName(part)
+    return prior
+
+
+def _write_index(tf: BaseTransformer, index: dict, coins: dict) -> None:
+    """First and last stored day per coin (least/greatest: re-runs and any order give the same index).
+
+    The index is derived state, a few thousand rows: it is rewritten whole, in one atomic Delta commit.
+    """
+    merged = dict(index)
+    for coin, (first, last, _) in coins.items():
+        old = merged.get(coin)
+        merged[coin] = (min(first, old[0]), max(last, old[1])) if old else (first, last)
+    if merged == index:
+        return
+    rows = [(c, f, l) for c, (f, l) in sorted(merged.items())]
+    tf.spark.createDataFrame(rows, INDEX_SCHEMA).coalesce(1).write.format("delta").mode("overwrite") \
+        .save(tf.uri(INDEX))
 
 
 def compute(current: DataFrame, prior: DataFrame) -> DataFrame:
@@ -136,20 +156,21 @@ def compute(current: DataFrame, prior: DataFrame) -> DataFrame:
                          F.col("running_max_close_usd").alias("_m"), F.lit(False).alias("_current"))
     cur = current.withColumn("log_return", F.lit(None).cast("double")) \
                  .withColumn("_m", F.col("close_usd")).withColumn("_current", F.lit(True))
-    rows = cur.unionByName(prior, allowMissingColumns=True)
-    by_day = Window.partitionBy("crypto_id").orderBy("snapshot_date")
+    rows = cur.unionByName(prior, allowMissingColumns=True).withColumn("_day", F.unix_date("snapshot_date"))
+    # one partitioning and ordering (coin, day) for every per-coin window, so one sort serves them all
+    by_day = Window.partitionBy("crypto_id").orderBy("_day")
     rows = (rows
             .withColumn("log_return", F.when(F.col("_current"),
                                              F.ln(F.col("close_usd") / F.lag("close_usd").over(by_day)))
                         .otherwise(F.col("log_return")))
             .withColumn("running_max_close_usd",
                         F.max("_m").over(by_day.rowsBetween(Window.unboundedPreceding, Window.currentRow)))
-            .withColumn("_day", F.unix_date("snapshot_date")))
-    btc = rows.where(F.col("crypto_id") == BTC_ID).select("snapshot_date", F.col("log_return").alias("_btc"))
-    rows = rows.join(btc, "snapshot_date", "left")
+            # BTC's return of the same day, without a self-join (which would compute the rows twice)
+            .withColumn("_btc", F.max(F.when(F.col("crypto_id") == BTC_ID, F.col("log_return")))
+                        .over(Window.partitionBy("_day"))))
 
     def trailing(days: int):
-        return Window.partitionBy("crypto_id").orderBy("_day").rangeBetween(-(days - 1), 0)
+        return by_day.rangeBetween(-(days - 1), 0)
 
     def finite(column):
         return F.nanvl(column, F.lit(None).cast("double"))
@@ -162,28 +183,3 @@ def compute(current: DataFrame, prior: DataFrame) -> DataFrame:
                                                       F.when(pairs, F.col("_btc"))).over(trailing(30))))
             .withColumn("drawdown", safe_div("close_usd", "running_max_close_usd") - 1))
     return rows.where("_current").drop("_m", "_current", "_day", "_btc")
-
-
-def _write(tf: "BaseTransformer", table, ohlc: DataFrame, index: DataFrame, first: date, last: date,
-           look_from: date, record) -> None:
-    from cryptolake.spark_apps.transform.base import conform
-
-    prior = _prior_rows(tf, ohlc, index, first, look_from)
-    rows = conform(compute(ohlc, prior), table)
-    where = f"snapshot_date >= DATE'{first.isoformat()}' AND snapshot_date <= DATE'{last.isoformat()}'"
-    tf._with_metadata(record, lambda: rows.write.format("delta").mode("overwrite").option("replaceWhere", where)
-                      .save(tf.uri(table.name)), {"replace_where": where})
-
-
-def _update_index(tf: "BaseTransformer", ohlc: DataFrame) -> None:
-    """First and last stored day per coin: order-independent (least/greatest), so re-runs change nothing."""
-    from delta.tables import DeltaTable
-
-    seen = ohlc.groupBy("crypto_id").agg(F.min("snapshot_date").alias("first_date"),
-                                         F.max("snapshot_date").alias("last_date"))
-    (DeltaTable.forPath(tf.spark, tf.uri(INDEX)).alias("t")
-     .merge(seen.alias("s"), "t.crypto_id = s.crypto_id")
-     .whenMatchedUpdate("s.first_date < t.first_date OR s.last_date > t.last_date",
-                        {"first_date": "least(t.first_date, s.first_date)",
-                         "last_date": "greatest(t.last_date, s.last_date)"})
-     .whenNotMatchedInsertAll().execute())
