@@ -7,7 +7,7 @@ CLI := $(BIN)/cryptolake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv jars demo test test-fast local-up local-down local-status e2e-kind clean
+.PHONY: help setup venv jars demo test test-fast test-stack-down local-up local-down local-status e2e-kind clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: setup ## Run the whole test suite against real PostgreSQL, S3 server and S
 test-fast: setup ## Tests without Spark
 	$(BIN)/pytest -m 'not spark' $(PYTEST_ARGS)
 
+test-stack-down: ## Stop the stack the tests start (it stays up between test runs)
+	$(CLI) local --state-dir .local/test-stack down
+
 local-up: setup ## Start the local stack (PostgreSQL, S3 server) on loopback
 	$(CLI) local up
 
@@ -53,3 +56,6 @@ e2e-kind: ## End-to-end on a kind cluster (needs Docker; skips where there is no
 
 clean: local-down ## Stop the stack and remove local state, the lake and build output
 	rm -rf .local .lake spark_apps/target build *.egg-info
+
+bench-extract: setup ## Extraction benchmarks: peak memory at 2k/10k coins and 100/800 exchanges, rate-limited wall time
+	for case in listings-2000 listings-10000 assets-100 assets-800 rate; do $(BIN)/python bench/extract_bench.py $$case; done

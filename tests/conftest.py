@@ -1,7 +1,9 @@
 """Shared fixtures: the real local stack (PostgreSQL, S3 server), lakes on both backends, one Spark session.
 
 The test stack has its own state directory and ports, so `make test` neither disturbs nor depends on a
-stack started by `make demo`. It is reused when already running and stopped at the end if the tests started it.
+stack started by `make demo`. It is started when needed and left running for the next session to reuse
+(several pytest sessions may share it, so none may stop it under the others); `.ci/run` and
+`make test-stack-down` stop it.
 """
 
 from __future__ import annotations
@@ -21,16 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_STATE_DIR = Path(os.environ.get("CRYPTOLAKE_TEST_STATE_DIR", REPO / ".local" / "test-stack"))
 TEST_PG_PORT = int(os.environ.get("CRYPTOLAKE_TEST_PG_PORT", "25432"))
 TEST_S3_PORT = int(os.environ.get("CRYPTOLAKE_TEST_S3_PORT", "19100"))
+TEST_SANDBOX_PORT = int(os.environ.get("CRYPTOLAKE_TEST_SANDBOX_PORT", "18180"))
 
 
 @pytest.fixture(scope="session")
 def stack():
-    local = LocalStack(TEST_STATE_DIR, pg_port=TEST_PG_PORT, s3_port=TEST_S3_PORT)
-    was_running = all(state != "stopped" for state in local.status().values())
+    local = LocalStack(TEST_STATE_DIR, pg_port=TEST_PG_PORT, s3_port=TEST_S3_PORT, sandbox_port=TEST_SANDBOX_PORT)
     local.up()
-    yield local
-    if not was_running:
-        local.down()
+    return local
 
 
 @pytest.fixture(scope="session")

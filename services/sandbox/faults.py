@@ -68,8 +68,12 @@ class Fault:
 
 
 def load(text: str) -> list[Fault]:
+    """A list of faults, {"faults": [...]}, or one fault object."""
     specs = json.loads(text)
-    specs = specs.get("faults", []) if isinstance(specs, dict) else specs
+    if isinstance(specs, dict):
+        specs = specs["faults"] if "faults" in specs else [specs]
+    if not isinstance(specs, list):
+        raise ValueError('faults must be a JSON list, {"faults": [...]} or one fault object')
     return [Fault.from_dict(spec) for spec in specs]
 
 

@@ -47,7 +47,7 @@ class Sandbox:
         self.control("POST", "clock", {"advance_seconds": days * 86400})
 
     def fault(self, **spec) -> None:
-        self.control("POST", "faults", {"faults": [spec]})
+        self.control("POST", "faults", spec)  # one fault object
 
     def reset(self) -> None:
         self.control("DELETE", "faults")

@@ -151,3 +151,12 @@ def test_a_bad_faults_file_stops_the_start_with_one_clear_line(tmp_path):
                              "--faults", str(faults)], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 1
     assert "cannot start the sandbox: fault kind 'meteor'" in result.stderr
+
+
+def test_one_fault_object_is_accepted_and_junk_is_refused():
+    from cryptolake.services.sandbox.faults import load
+
+    [fault] = load('{"kind": "malformed", "path": "/v1/key/info"}')
+    assert fault.kind == "malformed" and fault.path == "/v1/key/info"
+    with pytest.raises(ValueError, match="JSON list"):
+        load('"malformed"')
