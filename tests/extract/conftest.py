@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -60,12 +62,14 @@ def start_sandbox(*flags: str) -> Sandbox:
     argv = [sys.executable, "-m", "cryptolake.services.sandbox", "serve", "--port", str(port), "--seed", "7",
             "--coins", "600", "--exchanges", "40", "--categories", "20", "--clock", "simulated",
             "--start", START, "--rate", "0", "--retry-after", *flags]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log (a line per request) goes to a file: an unread pipe would fill up and stall the server.
+    log = tempfile.NamedTemporaryFile(prefix="sandbox-", suffix=".log", delete=False)
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     sandbox = Sandbox(f"http://127.0.0.1:{port}", process)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"sandbox exited: {process.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"sandbox exited: {Path(log.name).read_text()[-2000:]}")
         try:
             sandbox.control("GET", "health")
             return sandbox
