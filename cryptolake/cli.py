@@ -152,7 +152,9 @@ def demo(state_dir: Path) -> None:
     """Run the embedded default end to end on the local stack and print a summary."""
     from cryptolake.demo import run_demo
 
-    _print_status(run_demo(state_dir))
+    summary, status = run_demo(state_dir)
+    _print_status(summary)
+    sys.exit(status)
 
 
 cli.add_command(sandbox)
@@ -160,7 +162,7 @@ cli.add_command(sandbox)
 
 def _print_status(status: dict[str, str]) -> None:
     for part, state in status.items():
-        click.echo(f"{part:<16} {state}")
+        click.echo(f"{part:<34} {state}")
 
 
 def main() -> None:
