@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -127,24 +127,33 @@ class BaseTransformer:
     def ensure(self, table: Table) -> None:
         self.ensure_table(table.name, table.schema, [PARTITION_COLUMN] if table.partitioned else [])
 
-    def last_commit(self, name: str) -> tuple[int, dict]:
+    def last_commit(self, name: str, record: RunRecord) -> tuple[int, dict | None]:
+        """The table's current version, and the operation metrics if that commit is this run's own
+        (a MERGE that changes nothing commits nothing)."""
         from delta.tables import DeltaTable
 
         row = DeltaTable.forPath(self.spark, self.uri(name)).history(1).collect()[0]
-        return row["version"], dict(row["operationMetrics"] or {})
+        ours = record.run_id in (row["userMetadata"] or "")
+        return row["version"], dict(row["operationMetrics"] or {}) if ours else None
 
     def _commit_metadata(self, record: RunRecord, extra: dict | None = None) -> str:
         return json.dumps({"transform_run_id": record.run_id, "table": record.name, "group": self.group,
                            "bronze_runs": record.upstream, **(extra or {})}, sort_keys=True)
 
-    def _with_metadata(self, record: RunRecord, write: Callable[[], None], extra: dict | None = None) -> None:
+    def _with_metadata(self, record: RunRecord, write: Callable[[], Any], extra: dict | None = None) -> Any:
         """Run a Delta write whose commit carries the transform run (Delta history -> ledger lineage)."""
         key = "spark.databricks.delta.commitInfo.userMetadata"
         self.spark.conf.set(key, self._commit_metadata(record, extra))
         try:
-            write()
+            return write()
         finally:
             self.spark.conf.unset(key)
+
+    @staticmethod
+    def _merge_counts(result: DataFrame | None) -> dict[str, int]:
+        """MERGE's own answer (inserted/updated rows), also when it committed nothing."""
+        row = result.collect()[0].asDict() if result is not None else {}
+        return {k: int(row.get(k) or 0) for k in ("num_inserted_rows", "num_updated_rows")}
 
     def prune_condition(self, table: Table, cleaned: Cleaned, alias: str = "t") -> str:
         """Target-side predicates that let MERGE skip every partition/file outside the batch."""
@@ -156,15 +165,16 @@ class BaseTransformer:
             parts.append(f"{alias}.snapshot_timestamp BETWEEN timestamp_micros({low}) AND timestamp_micros({high})")
         return " AND ".join(parts)
 
-    def merge_temporal(self, table: Table, frame: DataFrame, cleaned: Cleaned, record: RunRecord) -> None:
+    def merge_temporal(self, table: Table, frame: DataFrame, cleaned: Cleaned, record: RunRecord) -> dict[str, int]:
         """Insert the rows whose (keys, snapshot_timestamp) are not in the table yet: re-runs change nothing."""
         from delta.tables import DeltaTable
 
         on = " AND ".join([f"t.{k} = s.{k}" for k in table.merge_keys] + [self.prune_condition(table, cleaned)])
         target = DeltaTable.forPath(self.spark, self.uri(table.name)).alias("t")
-        self._with_metadata(record, lambda: target.merge(frame.alias("s"), on).whenNotMatchedInsertAll().execute())
+        return self._merge_counts(self._with_metadata(
+            record, lambda: target.merge(frame.alias("s"), on).whenNotMatchedInsertAll().execute()))
 
-    def merge_identity(self, table: Table, frame: DataFrame, record: RunRecord) -> None:
+    def merge_identity(self, table: Table, frame: DataFrame, record: RunRecord) -> dict[str, int]:
         """One row per key: attributes of the newest snapshot, first_seen the oldest; order-independent."""
         from delta.tables import DeltaTable
 
@@ -176,12 +186,12 @@ class BaseTransformer:
         refresh = {c: f"s.{c}" for c in table.column_names if c not in keys}
         refresh["first_seen_timestamp"] = "least(t.first_seen_timestamp, s.first_seen_timestamp)"
         target = DeltaTable.forPath(self.spark, self.uri(table.name)).alias("t")
-        self._with_metadata(record, lambda: (
+        return self._merge_counts(self._with_metadata(record, lambda: (
             target.merge(frame.alias("s"), on)
             .whenMatchedUpdate("s.snapshot_timestamp > t.snapshot_timestamp", refresh)
             .whenMatchedUpdate("s.first_seen_timestamp < t.first_seen_timestamp",
                                {"first_seen_timestamp": "s.first_seen_timestamp"})
-            .whenNotMatchedInsertAll().execute()))
+            .whenNotMatchedInsertAll().execute())))
 
     def quarantine(self, table: Table, cleaned: Cleaned, candidate_columns: list[str], record: RunRecord) -> None:
         """Rejected rows with their reasons into silver/_quarantine (idempotent: keyed by a hash of the row)."""
@@ -248,14 +258,15 @@ class BaseTransformer:
             self.ensure(table)
             if cleaned.rows_good:
                 if table.kind == "identity":
-                    self.merge_identity(table, rows, record)
+                    counts = self.merge_identity(table, rows, record)
                 else:
-                    self.merge_temporal(table, rows, cleaned, record)
-                version, metrics = self.last_commit(table.name)
-                result.delta_version = version
-                result.rows_written = int(metrics.get("numTargetRowsInserted", 0)) + \
-                    int(metrics.get("numTargetRowsUpdated", 0))
-                result.details["delta_metrics"] = {k: metrics[k] for k in sorted(metrics) if k.startswith("numTarget")}
+                    counts = self.merge_temporal(table, rows, cleaned, record)
+                result.rows_written = counts["num_inserted_rows"] + counts["num_updated_rows"]
+                result.details["rows_updated"] = counts["num_updated_rows"]
+                result.delta_version, metrics = self.last_commit(table.name, record)
+                if metrics is not None:
+                    result.details["delta_metrics"] = {k: metrics[k] for k in sorted(metrics)
+                                                       if k.startswith("numTarget")}
         finally:
             cleaned.release()
 

@@ -95,12 +95,12 @@ def _recompute(tf: BaseTransformer, days: list[date], record, result) -> None:
         where = f"snapshot_date >= DATE'{first.isoformat()}' AND snapshot_date <= DATE'{last.isoformat()}'"
         tf._with_metadata(record, lambda: rows.write.format("delta").mode("overwrite").option("replaceWhere", where)
                           .save(tf.uri(table.name)), {"replace_where": where})
-        version, metrics = tf.last_commit(table.name)
+        version, metrics = tf.last_commit(table.name, record)
     finally:
         ohlc.unpersist()
     _write_index(tf, index, coins)
     result.rows_in, result.delta_version = sum(n for _, _, n in coins.values()), version
-    result.rows_written = int(metrics.get("numOutputRows", 0))
+    result.rows_written = int((metrics or {}).get("numOutputRows", 0))
 
 
 def _prior_rows(tf: BaseTransformer, coins: set[int], index: dict, first: date) -> DataFrame:
