@@ -26,7 +26,7 @@ from cryptolake.errors import LakeError
 from cryptolake.lake import Lake
 from cryptolake.ledger import VISIBLE, RunRecord
 
-GRACE = timedelta(days=3)
+GRACE = timedelta(days=7)
 STATE_STATUSES = ("success", "skipped")
 
 
