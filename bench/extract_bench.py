@@ -57,7 +57,7 @@ def measure_memory(name: str, universe: list[str], limit_env: dict[str, str], se
 
 
 def measure_rate_limited(per_minute: int, exchanges: int) -> None:
-    server = start_sandbox("--rate-limit", str(per_minute), "--exchanges", str(exchanges))
+    server = start_sandbox("--rate-limit", str(per_minute), "--exchanges", str(exchanges), rate=1)
     try:
         with tempfile.TemporaryDirectory() as lake_dir:
             env = {**extract_env(server), "LAKE_URI": Path(lake_dir).as_uri(), "CMC_RATE_LIMIT": str(per_minute),

@@ -57,11 +57,12 @@ class Sandbox:
         self.set_clock(START)
 
 
-def start_sandbox(*flags: str) -> Sandbox:
+def start_sandbox(*flags: str, rate: float = 0) -> Sandbox:
+    """rate 0 freezes the simulated clock (reproducible answers); 1 lets it run, so minute windows roll."""
     port = free_port()
     argv = [sys.executable, "-m", "cryptolake.services.sandbox", "serve", "--port", str(port), "--seed", "7",
             "--coins", "600", "--exchanges", "40", "--categories", "20", "--clock", "simulated",
-            "--start", START, "--rate", "0", "--retry-after", *flags]
+            "--start", START, "--rate", str(rate), "--retry-after", *flags]
     # Its log (a line per request) goes to a file: an unread pipe would fill up and stall the server.
     log = tempfile.NamedTemporaryFile(prefix="sandbox-", suffix=".log", delete=False)
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
