@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from datetime import datetime, timezone
 import sys
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def extract(ctx: Context, extractor: str | None, group: str | None) -> None:
     Exit status: 0 all extracted (or skipped on purpose), 4 partial (failed chunks are retried next run),
     5 stopped by the plan's quota, 1 nothing extracted.
     """
+    from cryptolake.ledger import new_run_id
     from cryptolake.services.extract.registry import EXTRACTORS, group as extractors_of
     from cryptolake.services.extract.runner import run_many
 
@@ -67,7 +69,8 @@ def extract(ctx: Context, extractor: str | None, group: str | None) -> None:
     if extractor and extractor not in EXTRACTORS:
         raise click.UsageError(f"unknown extractor {extractor!r}; choose one of: {', '.join(EXTRACTORS)}")
     chosen = [EXTRACTORS[extractor]] if extractor else extractors_of(group)
-    logs.set_context(job=f"extract:{extractor or group}")
+    # The invocation gets a run id of its own; each extractor run logs under its ledger run id.
+    logs.set_context(job=f"extract:{extractor or group}", run_id=new_run_id(datetime.now(timezone.utc)))
     sys.exit(run_many(chosen, ctx.settings))
 
 
