@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -56,10 +57,18 @@ class CreditGovernor:
         self.credits_left -= credits
 
 
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def run_extractor(extractor: Extractor, settings: Settings, lake: Lake, client: CmcClient,
-                  governor: CreditGovernor | None = None) -> tuple[RunRecord, bool]:
-    """One run, recorded in the ledger; returns (record, stopped by quota)."""
-    started = _unused_second(Ledger(lake), extractor.name)  # the snapshot's time is the run's start
+                  governor: CreditGovernor | None = None, clock: Callable[[], datetime] = utc_now,
+                  ) -> tuple[RunRecord, bool]:
+    """One run, recorded in the ledger; returns (record, stopped by quota).
+
+    `clock` gives the snapshot time (the run's start); replaying a simulated market passes the sandbox's clock.
+    """
+    started = _unused_second(Ledger(lake), extractor.name, clock)
     quota_hit = False
     with Ledger(lake).run("extract", extractor.name, started=started, endpoint=extractor.path,
                           params=dict(extractor.params)) as record, logs.context(extractor=extractor.name):
@@ -92,13 +101,13 @@ def run_extractor(extractor: Extractor, settings: Settings, lake: Lake, client: 
     return record, quota_hit
 
 
-def _unused_second(ledger: Ledger, name: str) -> datetime:
+def _unused_second(ledger: Ledger, name: str, clock: Callable[[], datetime]) -> datetime:
     """Now, to the second (bronze names carry seconds), but after this extractor's latest run started."""
-    now = datetime.now(timezone.utc)
+    now = clock()
     latest = ledger.latest("extract", name, STATUSES)
     if latest and latest.started_at >= now.replace(microsecond=0):
         time.sleep(1 - now.microsecond / 1e6)
-        now = datetime.now(timezone.utc)
+        now = clock()
     return now.replace(microsecond=0)
 
 
@@ -114,7 +123,7 @@ def _write_if_changed(run: ExtractRun) -> None:
     run.write(iter(table.to_batches()), PART_ROWS)
 
 
-def run_many(extractors: list[Extractor], settings: Settings) -> int:
+def run_many(extractors: list[Extractor], settings: Settings, clock: Callable[[], datetime] = utc_now) -> int:
     """Run extractors in order with one client and one governor; the exit status is the worst outcome."""
     api_key = settings.require("cmc_api_key", "Set CMC_API_KEY, or eval \"$(cryptolake local env)\" for the sandbox")
     lake = Lake.from_settings(settings)
@@ -125,7 +134,7 @@ def run_many(extractors: list[Extractor], settings: Settings) -> int:
     outcomes: list[str] = []
     for extractor in extractors:
         try:
-            record, quota_hit = run_extractor(extractor, settings, lake, client, governor)
+            record, quota_hit = run_extractor(extractor, settings, lake, client, governor, clock)
         except CmcError as err:  # configuration errors: recorded as failed by the ledger, then reported
             log.error("%s failed: %s", extractor.name, err)
             outcomes.append("failed")
