@@ -47,8 +47,6 @@ def test_delta_history_written_by_spark_is_read_by_spark_and_delta_rs(spark, lak
 
 
 def test_event_logs_land_in_the_lake(spark, stack_env):
-    from pyspark.sql import SparkSession  # noqa: F401  (the fixture's session is the active one)
-
     event_dir = spark.conf.get("spark.eventLog.dir")
     assert event_dir.startswith("s3a://cryptolake/tests/spark-") and event_dir.endswith(SPARK_EVENTS)
     spark.range(100).selectExpr("sum(id)").collect()

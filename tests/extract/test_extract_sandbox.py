@@ -6,7 +6,6 @@ import json
 import math
 
 import pyarrow.compute as pc
-import pytest
 
 from cryptolake.ledger import Ledger
 from cryptolake.services.extract.registry import EXTRACTORS, group
