@@ -59,3 +59,6 @@ clean: local-down ## Stop the stack and remove local state, the lake and build o
 
 bench-extract: setup ## Extraction benchmarks: peak memory at 2k/10k coins and 100/800 exchanges, rate-limited wall time
 	for case in listings-2000 listings-10000 assets-100 assets-800 rate; do $(BIN)/python bench/extract_bench.py $$case; done
+
+sandbox-contract: ## Regenerate tests/sandbox/contract.json from the API reference (CMC_REFERENCE_DIR)
+	$(BIN)/python tests/sandbox/contract.py

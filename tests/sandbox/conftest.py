@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +15,6 @@ import requests
 from cryptolake.services.sandbox import DEFAULT_API_KEY
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = Path(os.environ.get("CMC_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 START = "2025-03-01T12:00:00Z"
 FAST_PLAN = ("--rate-limit", "1000000", "--monthly-credits", "1000000000", "--max-convert", "3")
 
@@ -111,17 +108,3 @@ def small(sandbox_factory) -> Sandbox:
     """A fresh small universe (fast to start) with a frozen clock and no throttling, for one test."""
     return sandbox_factory("--clock", "simulated", "--start", START, "--rate", "0", "--coins", "1500",
                            "--exchanges", "120", "--categories", "60", *FAST_PLAN)
-
-
-def load_json_examples(markdown: str) -> dict[str, object]:
-    """The backticked JSON objects of cmc-api-facts.md, by the label of the paragraph they follow."""
-    examples, label = {}, None
-    for line in markdown.splitlines():
-        if line.endswith(":") and not line.startswith(("|", "-", "`")):
-            label = line.rstrip(":").strip()
-        elif line.startswith("`{") and label:
-            examples[label] = json.loads(line[1:line.index("`", 1)])
-        elif ": `{" in line and not line.startswith("-"):
-            name, _, rest = line.partition(": `")
-            examples[name.strip()] = json.loads(rest[:rest.index("`")])
-    return examples

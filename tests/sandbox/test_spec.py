@@ -11,17 +11,11 @@ import re
 
 import jsonschema
 import pytest
-import yaml
 
 from cryptolake.services.sandbox.crypto import INFO_AUX, LISTING_AUX, MAP_AUX, QUOTES_AUX
 from cryptolake.services.sandbox.exchange import INFO_AUX as EXCHANGE_INFO_AUX
 from cryptolake.services.sandbox.exchange import MAP_AUX as EXCHANGE_MAP_AUX
-from tests.sandbox.conftest import REFERENCE, load_json_examples
-
-SWAGGER = REFERENCE / "cmc-api-swagger-v2.0.4.yaml"
-FACTS = REFERENCE / "cmc-api-facts.md"
-pytestmark = pytest.mark.skipif(not SWAGGER.exists() or not FACTS.exists(),
-                                reason=f"the API reference is not at {REFERENCE} (set CMC_REFERENCE_DIR)")
+from tests.sandbox import contract
 
 # Fields that real responses never leave null; every other spec field may be null (swagger 2 cannot say so).
 NEVER_NULL = {"id", "name", "symbol", "slug", "quote", "timestamp", "credit_count", "error_code", "elapsed", "data",
@@ -43,10 +37,6 @@ SPEC_ERRATA = [
      "credit_limit_daily_reset_timestamp", "plans without a daily cap (the free plan) omit the daily fields (facts)"),
     ("/v1/key/info", "data.usage.current_day", "optional:credits_left", "the same, for usage (facts)"),
 ]
-
-
-def _spec():
-    return yaml.safe_load(SWAGGER.read_text())
 
 
 def to_json_schema(node: dict, defs: dict, name: str | None = None) -> dict:
@@ -101,56 +91,14 @@ def response_schema(spec: dict, endpoint: str, errata: bool = True) -> dict:
     return schema
 
 
-# -- the facts file's field lists ----------------------------------------------------------------------------
-def field_list(markdown: str, label: str) -> dict:
-    """`name, name{child,...}, name[], name[{...}]` after a label, as nested dicts (lists as [child])."""
-    lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(label))
-    text = [lines[start].split(":", 1)[1]]
-    for line in lines[start + 1:]:
-        if not line.strip() or re.match(r"^[^,{}]*:(\s|$)", line):
-            break
-        text.append(line)
-    body = re.sub(r"\([^()]*\)", "", " ".join(text)).replace('"', "")
-    tokens = re.findall(r"[A-Za-z0-9_\-*]+|[{}\[\],]", body)
-
-    def parse(i: int) -> tuple[dict, int]:
-        fields: dict = {}
-        while i < len(tokens):
-            token = tokens[i]
-            if token in "}]":
-                return fields, i + 1
-            if token == ",":
-                i += 1
-                continue
-            i += 1
-            value = None
-            if i < len(tokens) and tokens[i] == "{":
-                value, i = parse(i + 1)
-            elif i < len(tokens) and tokens[i] == "[":
-                if tokens[i + 1] == "]":
-                    value, i = [None], i + 2
-                else:
-                    inner, i = parse(i + 2)
-                    value, i = [inner], i + 1
-            fields[token] = value
-        return fields, i
-
-    return parse(0)[0]
-
-
 @pytest.fixture(scope="module")
 def spec():
-    return _spec()
+    return contract.load()["swagger"]
 
 
 @pytest.fixture(scope="module")
 def facts():
-    text = FACTS.read_text()
-    examples = load_json_examples(text)
-    examples["info item"] = field_list(text, "info item")
-    examples["exchange info item"] = field_list(text, "exchange info item")
-    examples["global metrics"] = field_list(text, "global metrics")
+    examples = contract.load()["facts"]
     # "quotes/latest tags are objects {slug,name,category} instead of strings"; otherwise a listings item
     examples["quotes item"] = {**examples["listings item"], "tags": [dict.fromkeys(("slug", "name", "category"))]}
     return examples
@@ -335,3 +283,9 @@ def test_the_facts_parser_reads_the_lists(facts):
     assert "defi_*" in facts["global metrics"]["quote"]["USD"]
     assert {"crypto map item", "listings item", "categories item", "exchange map item", "exchange assets item",
             "fear & greed latest", "fear & greed historical item", "key info"} <= set(facts)
+
+
+@pytest.mark.skipif(not contract.SWAGGER.exists() or not contract.FACTS.exists(),
+                    reason=f"drift check only: the API reference is not at {contract.REFERENCE}")
+def test_the_vendored_contract_matches_the_reference():
+    assert contract.load() == contract.build(), "run `make sandbox-contract` and review the diff"
