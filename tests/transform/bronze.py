@@ -8,6 +8,7 @@ not degenerate.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, field
@@ -61,15 +62,23 @@ class Market:
     def __post_init__(self):
         self.coin_ids = [1, 1027] + [100 + i for i in range(self.coins - 2)]
 
+    def __hash__(self) -> int:
+        return hash((self.seed, self.coins, self.exchanges, self.categories, self.dirty))
+
     # -- prices: log p = log base + beta * btc_factor + idiosyncratic noise -----------------------------------
+    @functools.lru_cache(maxsize=4096)
     def _factor(self, ts: datetime) -> float:
         hours = int(ts.timestamp() // 3600)
         return sum(_rng(self.seed, "btc", h).gauss(0, 0.01) for h in range(hours - hours % 24 - 48, hours, 4)) + \
             0.3 * math.sin(ts.timestamp() / 86400 / 5)
 
-    def price(self, coin: int, ts: datetime) -> float:
+    @functools.lru_cache(maxsize=100_000)
+    def _coin(self, coin: int) -> tuple[float, float]:
         r = _rng(self.seed, "coin", coin)
-        base, beta = (94000.0, 1.0) if coin == 1 else (r.uniform(0.01, 3000), r.uniform(0.2, 1.5))
+        return (94000.0, 1.0) if coin == 1 else (r.uniform(0.01, 3000), r.uniform(0.2, 1.5))
+
+    def price(self, coin: int, ts: datetime) -> float:
+        base, beta = self._coin(coin)
         idio = 0.0 if coin == 1 else _rng(self.seed, coin, ts.isoformat()).gauss(0, 0.03)
         return round(base * math.exp(beta * self._factor(ts) + idio), 8)
 
@@ -171,7 +180,7 @@ class Market:
 
     # -- whole days --------------------------------------------------------------------------------------------
     def write_day(self, lake: Lake, day: date, *, times: Iterable[time] = SNAPSHOT_TIMES,
-                  extractors: Iterable[str] | None = None) -> dict[str, list[str]]:
+                  extractors: Iterable[str] | None = None, parts: int = 2) -> dict[str, list[str]]:
         """Every extractor at its cadence on `day`: 10x/5x ones at each time, daily ones once, weekly on Mondays."""
         times = list(times)
         stamps = [datetime.combine(day, t, tzinfo=timezone.utc) for t in times]
@@ -192,8 +201,8 @@ class Market:
             if extractors is not None and name not in extractors:
                 continue
             for ts in when:
-                parts = 2 if name == "crypto_listings_latest" else 1
-                written.setdefault(name, []).append(write_snapshot(lake, name, ts, rows_of(ts), parts=parts))
+                n = parts if name == "crypto_listings_latest" else 1
+                written.setdefault(name, []).append(write_snapshot(lake, name, ts, rows_of(ts), parts=n))
         return written
 
     def write_history(self, lake: Lake, day: date) -> str:
