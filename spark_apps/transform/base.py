@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any, Callable
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -285,6 +285,3 @@ class BaseTransformer:
         log.info("%s: %d rows in, %d written, %d quarantined, delta version %s", result.table, result.rows_in,
                  result.rows_written, result.rows_quarantined, result.delta_version)
 
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -78,7 +78,7 @@ class ExchangeTransformer(BaseTransformer):
         the as-of rule gives every asset snapshot the value known at its time (NULL when none is recent enough).
         Only the info partitions within SPOT_VOLUME_MAX_AGE_DAYS before the batch are read.
         """
-        if not self.exists("dim_exchange_info"):
+        if not self.exists("dim_exchange_info") or not cleaned.snapshot_dates:
             return rows.withColumn("spot_volume_usd", F.lit(None).cast("double")) \
                        .withColumn("spot_volume_snapshot_timestamp", F.lit(None).cast("timestamp"))
         low, high = cleaned.ts_range

@@ -90,7 +90,8 @@ def clean(frame: DataFrame, rules: Rules, keys: tuple[str, ...], required: list[
     for i, rule in enumerate(rules.clears):
         flagged = flagged.withColumn(f"_clear{i}", F.coalesce(F.expr(rule.when), F.lit(False)))
     for i, rule in enumerate(rules.clears):
-        flagged = flagged.withColumn(rule.column, F.when(F.col(f"_clear{i}"), F.lit(None)).otherwise(F.col(rule.column)))
+        cleared = F.when(F.col(f"_clear{i}"), F.lit(None)).otherwise(F.col(rule.column))
+        flagged = flagged.withColumn(rule.column, cleared)
     flagged = flagged.withColumn("_rejected", F.size("_reasons") > 0).persist()
 
     ok = ~F.col("_rejected")

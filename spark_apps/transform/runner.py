@@ -29,6 +29,7 @@ TRANSFORMERS: tuple[type[BaseTransformer], ...] = (
 )
 # Runtime SQL settings for small, frequent batches on few cores (also applied to an injected session).
 RUNTIME_CONF = {
+    "spark.sql.session.timeZone": "UTC",  # snapshot_date is the UTC date, whoever built the session
     "spark.databricks.delta.snapshotPartitions": "2",   # Delta log replay: 50 tasks by default
     # file listings done as Spark jobs (VACUUM, more than 32 bronze paths): 10000 tasks by default
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",

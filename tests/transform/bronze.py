@@ -93,7 +93,8 @@ class Market:
             max_supply = r.choice([None, 0.0, total * 2])
             rows.append({
                 "crypto_id": coin, "name": f"Coin {coin}", "symbol": f"C{coin}", "slug": f"coin-{coin}",
-                "cmc_rank": rank, "num_market_pairs": 10 + coin % 50, "date_added": datetime(2020, 1, 1, tzinfo=timezone.utc),
+                "cmc_rank": rank, "num_market_pairs": 10 + coin % 50,
+                "date_added": datetime(2020, 1, 1, tzinfo=timezone.utc),
                 "tags": ["mineable"] if coin == 1 else [], "max_supply": max_supply, "circulating_supply": circ,
                 "total_supply": total, "infinite_supply": max_supply is None, "platform_id": None,
                 "last_updated": ts - timedelta(minutes=1), "quote_last_updated": ts - timedelta(minutes=1),
@@ -138,7 +139,8 @@ class Market:
         for e in range(self.exchanges):
             for c in self.coin_ids[:3]:
                 r = _rng(self.seed, "wallet", e, c, ts.isoformat())
-                rows.append({"exchange_id": 200 + e, "wallet_address": f"0x{e:02x}{c:06x}", "balance": r.uniform(1, 1e4),
+                rows.append({"exchange_id": 200 + e, "wallet_address": f"0x{e:02x}{c:06x}",
+                             "balance": r.uniform(1, 1e4),
                              "crypto_id": c, "currency_symbol": f"C{c}", "currency_price_usd": self.price(c, ts),
                              "platform_crypto_id": 1027, "platform_symbol": "ETH", "platform_name": "Ethereum"})
         return rows

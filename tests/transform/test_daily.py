@@ -24,7 +24,8 @@ COLUMNS = ["open_usd", "high_usd", "low_usd", "close_usd", "n_snapshots", "snaps
 
 def listings(lake: Lake, market: Market, day: date, hour: int, without: set[int] = frozenset()) -> None:
     ts = datetime.combine(day, time(hour), tzinfo=timezone.utc)
-    write_snapshot(lake, "crypto_listings_latest", ts, [r for r in market.listings(ts) if r["crypto_id"] not in without])
+    rows = [r for r in market.listings(ts) if r["crypto_id"] not in without]
+    write_snapshot(lake, "crypto_listings_latest", ts, rows)
 
 
 def check(lake: Lake) -> None:
