@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,14 +12,9 @@ import requests
 from cryptolake.lake import Lake
 from cryptolake.services.sandbox import DEFAULT_API_KEY
 from tests.conftest import settings_for
+from tests.sandbox_process import launch
 
 START = "2026-11-02T08:00:00Z"  # a Monday
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -59,25 +49,9 @@ class Sandbox:
 
 def start_sandbox(*flags: str, rate: float = 0) -> Sandbox:
     """rate 0 freezes the simulated clock (reproducible answers); 1 lets it run, so minute windows roll."""
-    port = free_port()
-    argv = [sys.executable, "-m", "cryptolake.services.sandbox", "serve", "--port", str(port), "--seed", "7",
-            "--coins", "600", "--exchanges", "40", "--categories", "20", "--clock", "simulated",
-            "--start", START, "--rate", str(rate), "--retry-after", *flags]
-    # Its log (a line per request) goes to a file: an unread pipe would fill up and stall the server.
-    log = tempfile.NamedTemporaryFile(prefix="sandbox-", suffix=".log", delete=False)
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    sandbox = Sandbox(f"http://127.0.0.1:{port}", process)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"sandbox exited: {Path(log.name).read_text()[-2000:]}")
-        try:
-            sandbox.control("GET", "health")
-            return sandbox
-        except requests.RequestException:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("sandbox did not answer within 60s")
+    process, url, _ = launch("--seed", "7", "--coins", "600", "--exchanges", "40", "--categories", "20",
+                             "--clock", "simulated", "--start", START, "--rate", str(rate), "--retry-after", *flags)
+    return Sandbox(url, process)
 
 
 @pytest.fixture(scope="module")

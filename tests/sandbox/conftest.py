@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.sandbox_process import launch
+
 from cryptolake.services.sandbox import DEFAULT_API_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 START = "2025-03-01T12:00:00Z"
 FAST_PLAN = ("--rate-limit", "1000000", "--monthly-credits", "1000000000", "--max-convert", "3")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -59,23 +52,8 @@ class Sandbox:
 
 def start_sandbox(tmp_dir: Path, *args: str) -> Sandbox:
     """`python -m cryptolake.services.sandbox serve ...` on a free port; returns once it answers."""
-    port = free_port()
-    log = tmp_dir / f"sandbox-{port}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "cryptolake.services.sandbox", "serve", "--port", str(port),
-                                    *args], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the sandbox exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(url + "/sandbox/health", timeout=1).status_code == 200:
-                return Sandbox(url, process, log)
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"the sandbox did not answer within 60 s: {log.read_text()[-2000:]}")
+    process, url, log = launch(*args, log_dir=tmp_dir)
+    return Sandbox(url, process, log)
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +24,7 @@ import requests
 from cryptolake.lake import Lake
 from cryptolake.services.sandbox import DEFAULT_API_KEY
 from tests.conftest import settings_for
+from tests.sandbox_process import launch
 
 FIRST_DAY = date(2026, 11, 2)  # a Monday
 # Mon..Fri, then Mon, Tue: a weekend gap, like the weekday-only DAGs
@@ -34,12 +32,6 @@ DAYS = [FIRST_DAY + timedelta(days=n) for n in (0, 1, 2, 3, 4, 7, 8)]
 SANDBOX_FLAGS = ("--seed", "11", "--coins", "60", "--exchanges", "12", "--categories", "19")
 EXTRACT_ENV = {"CMC_API_KEY": DEFAULT_API_KEY, "CMC_RATE_LIMIT": "100000", "CMC_LISTINGS_LIMIT": "30",
                "CMC_CATEGORY_SLICE": "3"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -56,23 +48,9 @@ class Sandbox:
 
 
 def start_sandbox(start: datetime) -> Sandbox:
-    port = _free_port()
-    argv = [sys.executable, "-m", "cryptolake.services.sandbox", "serve", "--port", str(port), *SANDBOX_FLAGS,
-            "--clock", "simulated", "--start", start.isoformat(), "--rate", "0", "--rate-limit", "100000",
-            "--monthly-credits", "1000000"]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    sandbox = Sandbox(f"http://127.0.0.1:{port}", process)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"sandbox exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            requests.get(f"{sandbox.url}/sandbox/health", timeout=2).raise_for_status()
-            return sandbox
-        except requests.RequestException:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("sandbox did not answer within 60s")
+    process, url, _ = launch(*SANDBOX_FLAGS, "--clock", "simulated", "--start", start.isoformat(), "--rate", "0",
+                             "--rate-limit", "100000", "--monthly-credits", "1000000")
+    return Sandbox(url, process)
 
 
 @contextlib.contextmanager
