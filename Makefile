@@ -62,3 +62,6 @@ bench-extract: setup ## Extraction benchmarks: peak memory at 2k/10k coins and 1
 
 sandbox-contract: ## Regenerate tests/sandbox/contract.json from the API reference (CMC_REFERENCE_DIR)
 	$(BIN)/python tests/sandbox/contract.py
+
+bench-transform: setup ## Transform benchmark: one new day's runs with 1 vs 60 days of silver history (ratio)
+	$(BIN)/python bench/transform_bench.py --history-days 60
