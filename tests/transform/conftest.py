@@ -2,8 +2,8 @@
 
 A sandbox process on a simulated clock serves a small market; the real extraction runner (`run_many`) fetches
 it group by group on the schedule of the original DAGs (init, then daily 09:00, 5x at 09/13/17h, 10x at
-09/13h, weekly on Mondays), with weekend gaps. The extraction stamps snapshots with the wall clock, so the
-runner's clock is pointed at the sandbox's for the duration (see `sandbox_time`).
+09/13h, weekly on Mondays), with weekend gaps. The runner is given the simulated time as its clock, so each
+snapshot is stamped with the sandbox's time.
 
 The bronze is built once per session into a master lake; tests copy the days they need into their own lake
 (`copy_bronze`), so each test starts from bronze exactly as the extraction wrote it, with no silver.
@@ -11,7 +11,6 @@ The bronze is built once per session into a master lake; tests copy the days the
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -53,24 +52,6 @@ def start_sandbox(start: datetime) -> Sandbox:
     return Sandbox(url, process)
 
 
-@contextlib.contextmanager
-def sandbox_time(at: datetime):
-    """The extraction runner stamps snapshots with datetime.now(): make that the simulated time `at`."""
-    from cryptolake.services.extract import runner
-
-    class Clock(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return at.astimezone(tz) if tz else at.replace(tzinfo=None)
-
-    original = runner.datetime
-    runner.datetime = Clock
-    try:
-        yield
-    finally:
-        runner.datetime = original
-
-
 def schedule(day: date) -> list[tuple[datetime, tuple[str, ...]]]:
     """(time, groups) of one day, as the original DAGs ran them (init once, on the first day)."""
     at = lambda h: datetime(day.year, day.month, day.day, h, tzinfo=timezone.utc)  # noqa: E731
@@ -92,8 +73,7 @@ def extract_days(sandbox: Sandbox, lake_uri: str, days: list[date]) -> None:
         for at, groups in schedule(day):
             chosen = list({e.name: e for g in groups for e in group(g)}.values())
             sandbox.set_clock(at)
-            with sandbox_time(at):
-                code = run_many(chosen, settings)
+            code = run_many(chosen, settings, clock=lambda at=at: at)  # snapshots stamped with simulated time
             assert code == 0, f"extraction of {groups} at {at} exited {code}"
 
 
