@@ -22,8 +22,8 @@ class SettingsError(CryptolakeError):
 
 
 class LakeError(CryptolakeError):
-    pass
+    """A lake path, file or ledger record that cannot be read or written as asked."""
 
 
 class LocalStackError(CryptolakeError):
-    pass
+    """A part of the embedded local stack that cannot be found, started or reached."""
