@@ -117,12 +117,14 @@ class Lake:
         except FileNotFoundError as exc:
             raise LakeError(f"{self.uri_of(rel)} does not exist") from exc
 
-    def read_parquet(self, paths: str | Iterable[str]) -> pa.Table:
+    def read_parquet(self, paths: str | Iterable[str], columns: list[str] | None = None) -> pa.Table:
+        """The files as one table; with `columns`, only those column chunks are read from the store."""
         paths = [paths] if isinstance(paths, str) else list(paths)
         if not paths:
             raise LakeError("no Parquet files given to read")
         return pa.concat_tables(
-            [pq.read_table(self._abs(p), filesystem=self.fs) for p in paths], promote_options="permissive"
+            [pq.read_table(self._abs(p), filesystem=self.fs, columns=columns) for p in paths],
+            promote_options="permissive",
         )
 
     # -- writing ------------------------------------------------------------------------------------------
