@@ -11,6 +11,7 @@ import click
 
 from cryptolake import logs
 from cryptolake.errors import CryptolakeError
+from cryptolake.groups import GROUPS
 from cryptolake.services.sandbox.cli import sandbox
 from cryptolake.settings import Settings
 
@@ -47,9 +48,6 @@ def cli(ctx: click.Context, lake_uri, cmc_base_url, warehouse_url, log_json) -> 
 
 
 # -- pipeline steps ------------------------------------------------------------------------------------------
-GROUPS = ("daily", "weekly", "5x", "10x", "init", "all")
-
-
 @cli.command()
 @click.argument("extractor", required=False)
 @click.option("--group", type=click.Choice(GROUPS), help="Run every extractor of this frequency group.")
@@ -168,9 +166,10 @@ def _print_status(status: dict[str, str]) -> None:
         click.echo(f"{part:<34} {state}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console script; spark_apps/transform/main.py enters here too, with its own argv."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=argv, prog_name="cryptolake", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -1,5 +1,6 @@
 """Every extractor by canonical name, and the frequency groups derived from their declarations."""
 
+from cryptolake.groups import GROUPS
 from cryptolake.services.extract.base import Extractor
 from cryptolake.services.extract.category import crypto_categories, crypto_category
 from cryptolake.services.extract.crypto import crypto_info, crypto_listings_latest, crypto_map
@@ -13,10 +14,11 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in (
     key_info, exchange_map, exchange_info, exchange_assets, crypto_map, crypto_info, crypto_listings_latest,
     crypto_categories, crypto_category, global_metrics_latest, fear_greed_latest, fear_greed_historical,
 )}
-GROUP_NAMES = ("daily", "weekly", "5x", "10x", "init", "all")
 
 
 def group(name: str) -> list[Extractor]:
+    if name not in GROUPS:
+        raise ValueError(f"unknown group {name!r}; choose one of {', '.join(GROUPS)}")
     if name == "all":
         return list(EXTRACTORS.values())
     return [e for e in EXTRACTORS.values() if name in e.groups]

@@ -7,14 +7,9 @@ maintenance failed (the ledger has the details), 2 on an unexpected error before
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from cryptolake import logs
-from cryptolake.errors import CryptolakeError
 from cryptolake.settings import Settings
-
-log = logs.get("cryptolake.transform")
 
 
 def run(settings: Settings, group: str, *, spark=None, tables: list[str] | None = None) -> int:
@@ -38,18 +33,10 @@ def run(settings: Settings, group: str, *, spark=None, tables: list[str] | None 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from cryptolake.spark_apps.transform.tables import GROUPS
+    """spark-submit's entry: the `cryptolake transform` command itself, so options and checks exist once."""
+    from cryptolake.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="transform", description="bronze Parquet -> silver Delta, one group")
-    parser.add_argument("--group", required=True, choices=GROUPS)
-    parser.add_argument("--table", action="append", help="only this table of the group (repeatable)")
-    args = parser.parse_args(argv)
-    logs.configure(job=f"transform:{args.group}")
-    try:
-        sys.exit(run(Settings.load(), args.group, tables=args.table))
-    except CryptolakeError as exc:
-        print(logs.redact(f"error: {exc}"), file=sys.stderr)
-        sys.exit(exc.exit_code)
+    cli_main(["transform", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

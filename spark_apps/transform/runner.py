@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import SparkSession
 
 from cryptolake import logs
+from cryptolake.groups import GROUPS
 from cryptolake.lake import Lake
 from cryptolake.ledger import Ledger
 from cryptolake.settings import Settings
@@ -21,7 +22,7 @@ from cryptolake.spark_apps.transform.exchange import ExchangeTransformer
 from cryptolake.spark_apps.transform.global_market import GlobalMarketTransformer
 from cryptolake.spark_apps.transform.maintenance import maintain
 from cryptolake.spark_apps.transform.sentiment import SentimentTransformer
-from cryptolake.spark_apps.transform.tables import GROUPS, MAINTENANCE_GROUPS, tables_of
+from cryptolake.spark_apps.transform.tables import MAINTENANCE_GROUPS, tables_of
 
 log = logs.get(__name__)
 TRANSFORMERS: tuple[type[BaseTransformer], ...] = (

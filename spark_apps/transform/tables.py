@@ -20,6 +20,8 @@ from functools import cached_property
 
 from pyspark.sql import types as T
 
+from cryptolake.groups import GROUPS
+
 _TYPES = {
     "long": T.LongType(), "int": T.IntegerType(), "double": T.DoubleType(), "string": T.StringType(),
     "boolean": T.BooleanType(), "timestamp": T.TimestampType(), "date": T.DateType(),
@@ -28,7 +30,6 @@ _TYPES = {
 LINEAGE = ("run_id string!", "source_file string!")
 PARTITION_COLUMN = "snapshot_date"
 QUARANTINE = "_quarantine"
-GROUPS = ("daily", "weekly", "5x", "10x", "init", "all")
 MAINTENANCE_GROUPS = ("weekly", "all")
 
 

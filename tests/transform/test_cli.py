@@ -46,3 +46,13 @@ def test_a_failing_table_makes_the_run_exit_1_with_one_clear_line(file_lake, tmp
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: transform 10x: dim_crypto_category, fact_crypto_category failed")
     assert Ledger(file_lake).latest("transform", "fact_global_market").status == "success"
+
+
+def test_the_spark_application_entry_is_the_same_click_command():
+    """spark-submit runs main.py as a file: same help, same usage errors, no second parser."""
+    entry = [sys.executable, str(REPO / "spark_apps" / "transform" / "main.py")]
+    for args in (["--help"], ["--group", "hourly"]):
+        direct = subprocess.run([*entry, *args], capture_output=True, text=True, timeout=120)
+        assert (direct.returncode, direct.stdout, direct.stderr) == (
+            (done := cli("transform", *args)).returncode, done.stdout, done.stderr)
+    assert direct.returncode == 2 and "'hourly' is not one of" in direct.stderr
