@@ -140,13 +140,12 @@ def main() -> None:
     logs.configure(json_lines=False, level=40)
 
     from cryptolake.spark_apps.session import build_spark_session
-    from cryptolake.spark_apps.transform.runner import RUNTIME_CONF
 
     base = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptolake-bench-transform-"))
     base.mkdir(parents=True, exist_ok=True)
     market = Market(seed=3, coins=args.coins, exchanges=args.exchanges, categories=args.categories)
     spark = build_spark_session("cryptolake-bench-transform", settings_at(base / "events"),
-                                conf={**RUNTIME_CONF, "spark.ui.enabled": "false"})
+                                conf={"spark.ui.enabled": "false"})
     short, long_ = base / "history-1", base / "history-long"
     history = weekdays_before(NEW_DAY, args.history_days)
     print(f"building 1 day and {args.history_days} days of history with {args.coins} coins in {base}",

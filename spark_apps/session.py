@@ -1,10 +1,11 @@
 """The one place a SparkSession is built, for local runs and for SparkApplications alike.
 
 Under the Spark Operator, spark-submit has already set the master and the image has the jars baked in, so only
-the lake settings are applied. Locally, the jars come from the Maven-resolved classpath (`make jars`), never
-from Ivy at run time. S3 credentials reach the JVM as AWS_* environment variables (S3A's default provider
-chain reads them), never as Spark conf, which would show up in the UI, event logs and the operator's
-spark-submit command line.
+the lake settings (and what correctness needs: Delta, UTC) are applied; the SparkApplication's own settings
+stand. Locally, tuning for a small machine is added where nothing explicit sets it, and the jars come from the
+Maven-resolved classpath (`make jars`), never from Ivy at run time. S3 credentials reach the JVM as AWS_*
+environment variables (S3A's default provider chain reads them), never as Spark conf, which would show up in
+the UI, event logs and the operator's spark-submit command line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from cryptolake.settings import Settings
 
 CLASSPATH_FILE = Path(__file__).parent / "target" / "classpath.txt"
 
+# A laptop's 2 cores and small, frequent batches. Local mode only, and only where neither spark-defaults.conf,
+# PYSPARK_SUBMIT_ARGS nor the caller's conf sets the key: a cluster's settings always stand.
+LOCAL_DEFAULTS = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.databricks.delta.snapshotPartitions": "2",   # Delta log replay: 50 tasks by default
+    # file listings done as Spark jobs (VACUUM, more than 32 bronze paths): 10000 tasks by default
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
+    "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
+    "spark.databricks.delta.optimize.repartition.enabled": "true",
+    "spark.driver.host": "127.0.0.1",
+    "spark.log.level": "WARN",
+}
 _DELTA = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -59,31 +72,39 @@ def lake_conf(settings: Settings, lake: Lake) -> dict[str, str]:
     return conf
 
 
-def build_spark_session(app_name: str, settings: Settings, *, master: str | None = None,
-                        conf: dict[str, str] | None = None):
+def build_spark_session(app_name: str, settings: Settings, *, conf: dict[str, str] | None = None):
     """A Delta-enabled SparkSession on the configured lake; `conf` adds or overrides settings."""
     from pyspark.sql import SparkSession
 
     lake = Lake.from_settings(settings)
     lake.ensure_dir(SPARK_EVENTS)
     builder = SparkSession.builder.appName(app_name)
-    options = lake_conf(settings, lake)
     if not submitted_by_spark_submit():
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        # The JVM is a child of this process: it reads the S3 credentials from our environment.
-        for key, value in settings.as_env().items():
-            if key.startswith("AWS_"):
-                os.environ[key] = value
-        options.update({
-            "spark.jars": ",".join(local_jars()),
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
-            "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"),
-            "spark.ui.showConsoleProgress": "false",
-            "spark.log.level": os.environ.get("SPARK_LOG_LEVEL", "WARN"),
-        })
-        builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[2]"))
-    options.update(conf or {})
-    for key, value in options.items():
+        builder = _local(builder, settings)
+    for key, value in {**lake_conf(settings, lake), **(conf or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def _local(builder, settings: Settings):
+    """Launch the local JVM with our jars, then add each LOCAL_DEFAULTS entry nobody set explicitly."""
+    from pyspark import SparkConf, SparkContext
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # spark-submit ranks these variables below --master/--driver-memory, --conf and spark-defaults.conf
+    os.environ.setdefault("MASTER", "local[2]")
+    os.environ.setdefault("SPARK_DRIVER_MEMORY", "2g")
+    # The JVM is a child of this process: it reads the S3 credentials from our environment.
+    for key, value in settings.as_env().items():
+        if key.startswith("AWS_"):
+            os.environ[key] = value
+    # Started here rather than by getOrCreate, so that what spark-submit resolved (PYSPARK_SUBMIT_ARGS,
+    # spark-defaults.conf) can be read before the defaults are added. The progress bar goes in at launch:
+    # spark-submit switches it on for every Python shell, so its presence says nothing (PYSPARK_SUBMIT_ARGS wins).
+    launch = SparkConf().set("spark.jars", ",".join(local_jars())).set("spark.ui.showConsoleProgress", "false")
+    SparkContext._ensure_initialized(conf=launch)
+    explicit = SparkConf()  # backed by the JVM now: holds exactly the settings spark-submit was given
+    for key, value in LOCAL_DEFAULTS.items():
+        if not explicit.contains(key):
+            builder = builder.config(key, value)
+    return builder

@@ -15,11 +15,11 @@ from cryptolake.settings import Settings
 def run(settings: Settings, group: str, *, spark=None, tables: list[str] | None = None) -> int:
     """Build a SparkSession (unless one is injected), run the group, stop what was built here."""
     from cryptolake.spark_apps.session import build_spark_session
-    from cryptolake.spark_apps.transform.runner import RUNTIME_CONF, run_group
+    from cryptolake.spark_apps.transform.runner import run_group
 
     own = spark is None
     if own:
-        spark = build_spark_session(f"cryptolake-transform-{group}", settings, conf=RUNTIME_CONF)
+        spark = build_spark_session(f"cryptolake-transform-{group}", settings)
     try:
         outcome = run_group(spark, settings, group, tables=tables, maintenance=False if tables else None)
     finally:

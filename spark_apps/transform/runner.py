@@ -28,16 +28,6 @@ log = logs.get(__name__)
 TRANSFORMERS: tuple[type[BaseTransformer], ...] = (
     ExchangeTransformer, CryptoTransformer, CategoryTransformer, GlobalMarketTransformer, SentimentTransformer,
 )
-# Runtime SQL settings for small, frequent batches on few cores (also applied to an injected session).
-RUNTIME_CONF = {
-    "spark.sql.session.timeZone": "UTC",  # snapshot_date is the UTC date, whoever built the session
-    "spark.databricks.delta.snapshotPartitions": "2",   # Delta log replay: 50 tasks by default
-    # file listings done as Spark jobs (VACUUM, more than 32 bronze paths): 10000 tasks by default
-    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
-    "spark.databricks.delta.optimize.repartition.enabled": "true",
-}
 
 
 @dataclass
@@ -58,8 +48,6 @@ def run_group(spark: SparkSession, settings: Settings, group: str, lake: Lake | 
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
     lake = lake or Lake.from_settings(settings)
-    for key, value in RUNTIME_CONF.items():
-        spark.conf.set(key, value)
     chosen = [t for t in tables_of(group) if tables is None or t.name in tables]
     by_domain = {cls.domain: cls(spark, settings, lake, group=group) for cls in TRANSFORMERS}
     outcome = GroupResult(group)
