@@ -34,8 +34,26 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 
+# The optional modules by the extra of pyproject.toml that installs them (tests/test_packaging.py checks both).
+EXTRA_OF_MODULE = {"requests": "extract", "tenacity": "extract", "numpy": "sandbox", "pyspark": "spark",
+                   "delta": "spark", "sqlalchemy": "spark", "alembic": "spark", "psycopg2": "spark"}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class _Cli(click.Group):
+    """A command whose extra is not installed fails with one line naming it, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+            if extra is None:
+                raise
+            raise CryptolakeError(f"cryptolake {ctx.invoked_subcommand} needs the '{extra}' extra",
+                                  f"Install it: pip install 'cryptolakehouse[{extra}]'") from None
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--lake-uri", help="Lake root, s3://bucket[/prefix] or file:///abs/path (env LAKE_URI).")
 @click.option("--cmc-base-url", help="CoinMarketCap API base URL (env CMC_BASE_URL).")
 @click.option("--warehouse-url", help="SQLAlchemy URL of the warehouse (env WAREHOUSE_URL).")

@@ -21,6 +21,12 @@ def _default_lake_uri() -> str:
     return (Path.cwd() / ".lake").as_uri()
 
 
+def _default_spark_classpath() -> str:
+    """A per-user cache, so a wheel install finds the jar list as well as a checkout does."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return str(Path(cache) / "cryptolake" / "spark-classpath.txt")
+
+
 def _check_lake_uri(value: str) -> str | None:
     parts = urlsplit(value)
     if parts.scheme == "s3":
@@ -113,6 +119,9 @@ SETTINGS: tuple[Variable, ...] = (
     Variable("DELTA_VACUUM_RETENTION_HOURS", "delta_vacuum_retention_hours",
              "hours of silver Delta history kept by the weekly VACUUM (time travel, --as-of-version)",
              lambda: "168", _check_positive_int("DELTA_VACUUM_RETENTION_HOURS")),
+    Variable("CRYPTOLAKE_SPARK_CLASSPATH", "spark_classpath",
+             "file listing the jars local Spark loads (`make jars` writes it); unused under spark-submit",
+             _default_spark_classpath),
 )
 _INTEGERS = ("cmc_monthly_credits", "cmc_rate_limit", "cmc_listings_limit", "cmc_rescan_days", "cmc_category_slice",
              "delta_vacuum_retention_hours")
@@ -135,6 +144,7 @@ class Settings:
     cmc_rescan_days: int
     cmc_category_slice: int
     delta_vacuum_retention_hours: int
+    spark_classpath: str
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -18,7 +18,7 @@ from cryptolake.errors import CryptolakeError
 from cryptolake.lake import SPARK_EVENTS, Lake
 from cryptolake.settings import Settings
 
-CLASSPATH_FILE = Path(__file__).parent / "target" / "classpath.txt"
+POM = Path(__file__).parent / "pom.xml"  # package data: the jar list can be resolved without a checkout
 
 # A laptop's 2 cores and small, frequent batches. Local mode only, and only where neither spark-defaults.conf,
 # PYSPARK_SUBMIT_ARGS nor the caller's conf sets the key: a cluster's settings always stand.
@@ -43,11 +43,13 @@ def submitted_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def local_jars() -> list[str]:
-    path = Path(os.environ.get("CRYPTOLAKE_SPARK_CLASSPATH", CLASSPATH_FILE))
+def local_jars(settings: Settings) -> list[str]:
+    """The jars of the Maven-resolved list at CRYPTOLAKE_SPARK_CLASSPATH, each checked to exist."""
+    path = Path(settings.spark_classpath)
     if not path.exists():
-        raise CryptolakeError(f"the Spark jar classpath {path} does not exist",
-                              "Run `make jars` once (Maven resolves Delta, hadoop-aws and the JDBC driver)")
+        raise CryptolakeError(f"the Spark jar list {path} (CRYPTOLAKE_SPARK_CLASSPATH) does not exist",
+                              f"Run `make jars` in a checkout, or: mvn -f {POM} dependency:build-classpath "
+                              f"-Dmdep.includeScope=runtime -Dmdep.outputFile={path}")
     jars = [p for p in path.read_text().strip().split(os.pathsep) if p]
     missing = [j for j in jars if not Path(j).exists()]
     if missing:
@@ -101,7 +103,8 @@ def _local(builder, settings: Settings):
     # Started here rather than by getOrCreate, so that what spark-submit resolved (PYSPARK_SUBMIT_ARGS,
     # spark-defaults.conf) can be read before the defaults are added. The progress bar goes in at launch:
     # spark-submit switches it on for every Python shell, so its presence says nothing (PYSPARK_SUBMIT_ARGS wins).
-    launch = SparkConf().set("spark.jars", ",".join(local_jars())).set("spark.ui.showConsoleProgress", "false")
+    launch = SparkConf().setAll([("spark.jars", ",".join(local_jars(settings))),
+                                 ("spark.ui.showConsoleProgress", "false")])
     SparkContext._ensure_initialized(conf=launch)
     explicit = SparkConf()  # backed by the JVM now: holds exactly the settings spark-submit was given
     for key, value in LOCAL_DEFAULTS.items():

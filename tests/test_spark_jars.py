@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 from importlib.metadata import version
 from pathlib import Path
 
 import pyspark
 
+from cryptolake.settings import Settings
 from cryptolake.spark_apps.session import local_jars
 
-POM = Path(__file__).resolve().parents[1] / "spark_apps" / "pom.xml"
+REPO = Path(__file__).resolve().parents[1]
+POM = REPO / "spark_apps" / "pom.xml"
 NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 
@@ -37,8 +40,19 @@ def test_pins_match_the_installed_pyspark_and_delta():
 
 
 def test_resolved_jars_bring_what_spark_lacks_and_shadow_nothing():
-    names = [Path(j).name for j in local_jars()]
+    names = [Path(j).name for j in local_jars(Settings.load())]
     for needed in ("delta-spark_2.13", "delta-storage", "hadoop-aws", "bundle", "postgresql"):
         assert needed in {artifact(n) for n in names}, needed
     shadowed = {artifact(n) for n in names} & {artifact(n) for n in pyspark_jars()}
     assert shadowed == set()
+
+
+def test_make_jars_writes_the_list_where_the_settings_look(tmp_path, monkeypatch):
+    """Outside a checkout (a wheel install) the list is found in the user cache `make jars` filled."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("XDG_CACHE_HOME", "CRYPTOLAKE_SPARK_CLASSPATH"):
+        monkeypatch.delenv(name, raising=False)
+    expected = Settings.load(env={}).spark_classpath
+    assert expected == str(tmp_path / ".cache" / "cryptolake" / "spark-classpath.txt")
+    plan = subprocess.run(["make", "-n", "jars"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert f"-Dmdep.outputFile={expected} " in plan

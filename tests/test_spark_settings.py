@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cryptolake.settings import Settings
 from cryptolake.spark_apps.session import LOCAL_DEFAULTS, local_jars
 
 pytestmark = pytest.mark.spark
@@ -70,7 +71,7 @@ def test_explicit_local_settings_win_over_the_tuning_and_survive_run_group(tmp_p
 def test_under_spark_submit_only_the_given_settings_apply(tmp_path):
     """As in a SparkApplication's driver: spark-submit launches Python, and no local tuning is added."""
     spark_submit = Path(sys.executable).parent / "spark-submit"
-    seen = run_script(tmp_path, [str(spark_submit), "--master", "local[1]", "--jars", ",".join(local_jars()),
+    seen = run_script(tmp_path, [str(spark_submit), "--master", "local[1]", "--jars", ",".join(local_jars(Settings.load())),
                                  "--conf", "spark.sql.shuffle.partitions=7"],
                       {"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable})
     assert seen["spark.sql.shuffle.partitions"] == "7"

@@ -4,5 +4,4 @@ import sys
 
 from cryptolake.cli import main
 
-sys.argv[1:1] = ["sandbox"]
-main()
+main(["sandbox", *sys.argv[1:]])

@@ -46,10 +46,6 @@ def sandbox() -> None:
 def serve(host, port, seed, coins, exchanges, categories, clock_mode, start, rate, rate_limit, monthly_credits,
           daily_credits, max_convert, faults_file, api_keys, retry_after, usage_file) -> None:
     """Serve the API until interrupted; logs one line per request (never the key)."""
-    try:
-        import numpy  # noqa: F401  (the market model is vectorized)
-    except ImportError:
-        raise CryptolakeError("the sandbox needs numpy", "Install it with `pip install numpy`") from None
     from cryptolake.services.sandbox import faults
     from cryptolake.services.sandbox.clock import parse_time
     from cryptolake.services.sandbox.limits import Plan
