@@ -8,8 +8,10 @@ A fault applies to one endpoint path (or "*"), lets `after` matching requests th
   truncated   the body cut at `fraction` of its length (HTTP itself is complete, the JSON is not)
   malformed   a body that is not valid JSON
   drift       schema drift inside `data`: `op` missing (drop the field), string (number as text) or null, at
-              `field`, a dotted path from `data` where * means every element (e.g. "*.quote.USD" with op null
-              gives a null quote)
+              `field`, a dotted path from `data` where * means every element and a number one element
+              (e.g. "*.quote.USD" with op null gives a null quote, "3.id" with op missing one item without id)
+  shape       `data` itself in the other container: an array becomes an object keyed by position, an object
+              an array of its values (a valid envelope a client must not page on)
 Faults come from --faults FILE (a JSON list, or {"faults": [...]}) and the /sandbox/faults control endpoint.
 """
 
@@ -20,7 +22,7 @@ import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-KINDS = ("error", "timeout", "rate_limit", "truncated", "malformed", "drift")
+KINDS = ("error", "timeout", "rate_limit", "truncated", "malformed", "drift", "shape")
 DRIFT_OPS = ("missing", "string", "null")
 
 
@@ -120,6 +122,8 @@ def drift(payload: dict[str, Any], fault: Fault) -> dict[str, Any]:
         for node in targets:
             if part == "*":
                 found += list(node.values()) if isinstance(node, dict) else list(node or [])
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                found.append(node[int(part)])  # one element: a single bad item in a page
             elif isinstance(node, dict) and part in node:
                 found.append(node[part])
         targets = found
@@ -133,6 +137,13 @@ def drift(payload: dict[str, Any], fault: Fault) -> dict[str, Any]:
         elif node[last] is not None:
             node[last] = str(node[last])
     return payload
+
+
+def reshape(payload: dict[str, Any]) -> dict[str, Any]:
+    data = payload.get("data")
+    if isinstance(data, list):
+        return {**payload, "data": {str(i): item for i, item in enumerate(data)}}
+    return {**payload, "data": list(data.values()) if isinstance(data, dict) else [data]}
 
 
 def truncate(body: bytes, fault: Fault) -> bytes:

@@ -117,6 +117,8 @@ class Sandbox:
         reply = Reply(200, b"")
         if fault and fault.kind == "drift":
             payload = fault_kinds.drift(payload, fault)
+        elif fault and fault.kind == "shape":
+            payload = fault_kinds.reshape(payload)
         reply.body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         if fault and fault.kind == "truncated":
             reply.body = fault_kinds.truncate(reply.body, fault)

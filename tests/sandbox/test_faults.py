@@ -105,6 +105,11 @@ def test_schema_drift(server, op, field, check):
     assert all(not check(item) for item in server.data(LISTINGS, limit=10))
 
 
+def test_drift_can_hit_one_item(server):
+    inject(server, kind="drift", op="missing", field="1.id", count=1)
+    assert ["id" in item for item in server.data(LISTINGS, limit=3)] == [True, False, True]
+
+
 def test_drift_reaches_keyed_data_and_objects(server):
     server.control("POST", "/sandbox/faults", [
         {"kind": "drift", "path": "/v2/cryptocurrency/quotes/latest", "op": "string", "field": "*.cmc_rank"},
@@ -112,6 +117,14 @@ def test_drift_reaches_keyed_data_and_objects(server):
     quotes = server.data("/v2/cryptocurrency/quotes/latest", id="1,1027")
     assert quotes["1"]["cmc_rank"] == "1"
     assert server.data("/v1/global-metrics/quotes/latest")["quote"] == {}
+
+
+def test_shape_swaps_the_data_container(server):
+    inject(server, kind="shape", path=LISTINGS, count=1)
+    reshaped = server.data(LISTINGS, limit=3)
+    assert sorted(reshaped) == ["0", "1", "2"] and reshaped["0"] == server.data(LISTINGS, limit=3)[0]
+    inject(server, kind="shape", path="/v2/cryptocurrency/quotes/latest", count=1)
+    assert [q["id"] for q in server.data("/v2/cryptocurrency/quotes/latest", id="1,1027")] == [1, 1027]
 
 
 def test_scope_by_path_after_and_count(server):
