@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, TextIO
 from urllib.parse import unquote, urlsplit
 
+from tqdm import tqdm
+
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("cryptolake_log_context", default={})
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -107,13 +109,28 @@ class ConsoleFormatter(logging.Formatter):
         return redact(text)
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Text lines on a terminal, written above any progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise; report as the stdlib handlers do
+            self.handleError(record)
+
+
+def console() -> bool:
+    """True when log lines go to a terminal as text (where progress bars may be shown)."""
+    return any(isinstance(h, _ConsoleHandler) for h in logging.getLogger().handlers)
+
+
 def configure(job: str | None = None, run_id: str | None = None, *, stream: TextIO | None = None,
               json_lines: bool | None = None, level: int = logging.INFO) -> None:
     """Install the one handler of the root logger; JSON unless the stream is a terminal."""
     stream = stream or sys.stderr
     if json_lines is None:
         json_lines = not stream.isatty()
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if json_lines else _ConsoleHandler(stream)
     handler.addFilter(_ContextFilter())
     handler.setFormatter(JsonFormatter() if json_lines else ConsoleFormatter())
     root = logging.getLogger()
