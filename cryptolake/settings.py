@@ -68,6 +68,18 @@ def _check_positive_int(name: str) -> Callable[[str], str | None]:
     return check
 
 
+def _check_positive_number(name: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        try:
+            if float(value) > 0:
+                return None
+        except ValueError:
+            pass
+        return f"{name} {value!r} must be a positive number, e.g. 2"
+
+    return check
+
+
 def _check_fraction(name: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         try:
@@ -116,6 +128,12 @@ SETTINGS: tuple[Variable, ...] = (
              lambda: "30", _check_positive_int("CMC_RESCAN_DAYS")),
     Variable("CMC_CATEGORY_SLICE", "cmc_category_slice", "categories whose coins are fetched per run",
              lambda: "25", _check_positive_int("CMC_CATEGORY_SLICE")),
+    Variable("CMC_RUN_CEILING_FACTOR", "cmc_run_ceiling_factor",
+             "hard ceiling of one extraction run, as a multiple of its own call and credit estimate",
+             lambda: "2", _check_positive_number("CMC_RUN_CEILING_FACTOR")),
+    Variable("CMC_RUN_CEILING_EXTRA", "cmc_run_ceiling_extra",
+             "calls and credits a run may spend beyond CMC_RUN_CEILING_FACTOR x its estimate",
+             lambda: "5", _check_positive_int("CMC_RUN_CEILING_EXTRA")),
     Variable("DELTA_VACUUM_RETENTION_HOURS", "delta_vacuum_retention_hours",
              "hours of silver Delta history kept by the weekly VACUUM (time travel, --as-of-version)",
              lambda: "168", _check_positive_int("DELTA_VACUUM_RETENTION_HOURS")),
@@ -124,7 +142,7 @@ SETTINGS: tuple[Variable, ...] = (
              _default_spark_classpath),
 )
 _INTEGERS = ("cmc_monthly_credits", "cmc_rate_limit", "cmc_listings_limit", "cmc_rescan_days", "cmc_category_slice",
-             "delta_vacuum_retention_hours")
+             "cmc_run_ceiling_extra", "delta_vacuum_retention_hours")
 
 
 @dataclass(frozen=True)
@@ -143,6 +161,8 @@ class Settings:
     cmc_listings_limit: int
     cmc_rescan_days: int
     cmc_category_slice: int
+    cmc_run_ceiling_factor: float
+    cmc_run_ceiling_extra: int
     delta_vacuum_retention_hours: int
     spark_classpath: str
 
@@ -169,6 +189,7 @@ class Settings:
         for name in _INTEGERS:
             values[name] = int(values[name])
         values["cmc_credit_margin"] = float(values["cmc_credit_margin"])
+        values["cmc_run_ceiling_factor"] = float(values["cmc_run_ceiling_factor"])
         values["lake_uri"] = values["lake_uri"].rstrip("/")
         return cls(**values)
 

@@ -10,6 +10,7 @@ run in the ledger last (so the snapshot becomes visible only when complete).
 from __future__ import annotations
 
 import abc
+import collections
 import itertools
 import json
 import math
@@ -18,14 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Generator, Iterable, Iterator, Mapping
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from cryptolake import logs
+from cryptolake import logs, progress
 from cryptolake.lake import Lake, bronze_path, quarantine_path, snapshot_stamp
 from cryptolake.ledger import Ledger, RunRecord
 from cryptolake.settings import Settings
 from cryptolake.services.client import CmcClient, CmcError, PayloadError, QuotaExhausted
-from cryptolake.services.extract.fields import Column, ParseError, schema_of, to_batch
+from cryptolake.services.extract.fields import Column, ParsedPage, ParseError, schema_of, to_batch
 
 log = logs.get(__name__)
 Items = Iterable[tuple[Any, Any]]
@@ -75,7 +75,8 @@ class Chunk:
 
 
 class Plan(abc.ABC):
-    """Yields chunks; the engine sends back how many items each one returned (None when it failed)."""
+    """Yields chunks; the engine sends back how many items each answer held, parsed or not (None when the
+    call failed or its `data` was not the expected shape)."""
 
     part_files = True
 
@@ -100,7 +101,11 @@ class OneCall(Plan):
 
 @dataclass(frozen=True)
 class Pages(Plan):
-    """start/limit paging. With `total_setting` the total is configured; otherwise page until a short page."""
+    """start/limit paging. With `total_setting` the total is configured; otherwise page until a short page.
+
+    Open-ended paging also ends at a failed or unreadable page: without its item count there is no telling
+    whether more pages follow, and asking again would spend a credit per call for nothing.
+    """
 
     page_size: int
     total_setting: str | None = None
@@ -114,7 +119,7 @@ class Pages(Plan):
         while total is None or start <= total:
             limit = self.page_size if total is None else min(self.page_size, total - start + 1)
             returned = yield Chunk(f"start={start}", {"start": start, "limit": limit}, size=limit)
-            if returned is not None and returned < limit:
+            if (returned is None and total is None) or (returned is not None and returned < limit):
                 return
             start += limit
 
@@ -156,7 +161,7 @@ class IdPolicy(abc.ABC):
         latest = run.ledger.latest("extract", self.source)
         if latest is None:
             return []
-        table = run.lake.read_parquet(latest.files).select([self.column])
+        table = run.lake.read_parquet(latest.files, columns=[self.column])
         return sorted(set(table.column(self.column).drop_null().to_pylist()))
 
     @abc.abstractmethod
@@ -178,8 +183,7 @@ class NewIds(IdPolicy):
             return ids, {"full_scan": True}
         done: set = set()
         for record in run.runs_since_last_full_scan():
-            if record.files:
-                done |= set(run.lake.read_parquet(record.files).column(run.extractor.id_column).to_pylist())
+            done |= run.ids_in(record)
         return [i for i in ids if i not in done], {"full_scan": False, "already_enriched": len(done)}
 
 
@@ -190,9 +194,7 @@ class ActiveSet(IdPolicy):
         ids = self.source_ids(run)
         if self.due_full_scan(run) or run.previous is None:
             return ids, {"full_scan": True}
-        active = set()
-        if run.previous.files:
-            active = set(run.lake.read_parquet(run.previous.files).column(run.extractor.id_column).to_pylist())
+        active = run.ids_in(run.previous)
         return [i for i in ids if i in active], {"full_scan": False}
 
 
@@ -222,7 +224,7 @@ class Extractor:
     plan: Plan = field(default_factory=OneCall)
     credits: Credits = field(default_factory=Credits)
     id_column: str | None = None  # the id this extractor's rows are about (for diffs and policies)
-    skip_unchanged: bool = False  # maps: write nothing when the id set did not change
+    skip_unchanged: bool = False  # maps: write nothing when no row changed since the last snapshot
 
     @property
     def schema(self) -> pa.Schema:
@@ -230,6 +232,28 @@ class Extractor:
 
 
 # -- one run -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ceiling:
+    """The most calls and credits one run may spend, from its own estimate: no answer can remove the bound."""
+
+    calls: int
+    credits: int
+
+    @classmethod
+    def around(cls, calls: int, credits: int, settings: Settings) -> "Ceiling":
+        factor, extra = settings.cmc_run_ceiling_factor, settings.cmc_run_ceiling_extra
+        return cls(math.ceil(factor * calls) + extra, math.ceil(factor * credits) + extra)
+
+    def refuses(self, calls_made: int, credits_spent: int, next_cost: int) -> str | None:
+        """None while the next call fits, else why the run stops."""
+        if calls_made >= self.calls:
+            return f"stopped at the run's ceiling of {self.calls} calls (CMC_RUN_CEILING_FACTOR/_EXTRA)"
+        if credits_spent + next_cost > self.credits:
+            return (f"stopped at the run's ceiling of {self.credits} credits: {credits_spent} spent, the next call "
+                    f"costs {next_cost} (CMC_RUN_CEILING_FACTOR/_EXTRA)")
+        return None
+
+
 class ExtractRun:
     """State of one run of one extractor: the ledger record, the planned ids, counters."""
 
@@ -245,6 +269,11 @@ class ExtractRun:
         self.ids_to_fetch: list = []
         self.failed: list[dict] = []
         self.quarantined: list[str] = []
+        self.rejected_items = 0
+        self.nulled: collections.Counter = collections.Counter()
+        self.requests = 0  # logical calls (a retried call counts once), for the ceiling
+        self.ceiling: Ceiling | None = None
+        self.stopped: str | None = None  # why the run stopped before its plan's end
 
     def last_full_scan(self) -> RunRecord | None:
         return next((r for r in reversed(self.history) if r.details.get("full_scan")), None)
@@ -252,6 +281,13 @@ class ExtractRun:
     def runs_since_last_full_scan(self) -> list[RunRecord]:
         last = self.last_full_scan()
         return [r for r in self.history if last is not None and r.run_id >= last.run_id]
+
+    def ids_in(self, record: RunRecord | None) -> set:
+        """The ids an earlier run of this extractor wrote (its id column only)."""
+        if record is None or not record.files:
+            return set()
+        column = self.extractor.id_column
+        return set(self.lake.read_parquet(record.files, columns=[column]).column(column).to_pylist())
 
     def plan_ids(self) -> None:
         plan = self.extractor.plan
@@ -262,56 +298,85 @@ class ExtractRun:
         self.ids_to_fetch = list(dict.fromkeys([*retry, *ids]))  # journaled failures first, no duplicates
         self.record.details.update(details, retried=len(retry), planned_ids=len(self.ids_to_fetch))
 
-    def estimate_credits(self) -> int:
-        return sum(self.extractor.credits.of(n) for n in self.extractor.plan.estimate_calls(self))
+    def estimate(self) -> int:
+        """Credits this run expects to spend; also sets the run's ceiling from the same estimate."""
+        calls = self.extractor.plan.estimate_calls(self)
+        credits = sum(self.extractor.credits.of(n) for n in calls)
+        self.ceiling = Ceiling.around(len(calls), credits, self.settings)
+        self.record.details.update(estimated_calls=len(calls), estimated_credits=credits,
+                                   ceiling={"calls": self.ceiling.calls, "credits": self.ceiling.credits})
+        return credits
 
     # -- fetching ------------------------------------------------------------------------------------------
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Typed batches, chunk by chunk; failed and unparsable chunks are journaled, not raised."""
+        """Typed batches, chunk by chunk, within the ceiling; failed and unparsable chunks are journaled."""
         ex = self.extractor
+        ceiling = self.ceiling or Ceiling.around(0, 0, self.settings)
         plan = ex.plan.chunks(self)
-        chunk = next(plan, None)
-        while chunk is not None:
-            returned = None
-            try:
-                response = self.client.get(ex.path, {**ex.params, **chunk.params})
-                self.record.credits += response.credits
+        with progress.bar(self.record.details.get("estimated_calls"), ex.name, "call") as bar:
+            chunk = next(plan, None)
+            while chunk is not None:
+                self.stopped = ceiling.refuses(self.requests, self.record.credits, ex.credits.of(chunk.size))
+                if self.stopped:
+                    log.error("%s %s", ex.name, self.stopped)
+                    plan.close()
+                    return
+                page = self._fetch(chunk)
+                bar.update()
+                if page is not None and page.batch.num_rows:
+                    yield page.batch
                 try:
-                    batch = to_batch(ex.columns, ex.items(response.data, chunk), self.snapshot_ts,
-                                     self.record.run_id)
-                except ParseError as err:
-                    self._quarantine(chunk, response.raw, err)
-                else:
-                    returned = batch.num_rows
-                    if batch.num_rows:
-                        yield batch
-            except PayloadError as err:
-                self._quarantine(chunk, err.raw, err)
-            except QuotaExhausted:
-                raise
-            except CmcError as err:
-                if err.http_status in (401, 402, 403) or (err.http_status == 400 and not chunk.ids):
-                    raise  # configuration: every other chunk would fail the same way
-                self._journal(chunk, err)
-            try:
-                chunk = plan.send(returned)
-            except StopIteration:
-                chunk = None
+                    chunk = plan.send(None if page is None else page.items)
+                except StopIteration:
+                    chunk = None
+
+    def _fetch(self, chunk: Chunk) -> ParsedPage | None:
+        """One chunk's typed page; None when the call failed or the payload was not the expected shape."""
+        ex = self.extractor
+        self.requests += 1
+        try:
+            response = self.client.get(ex.path, {**ex.params, **chunk.params})
+        except PayloadError as err:
+            if err.http_status == 200:  # charged, but the status that would say how much is unreadable
+                self.record.credits += ex.credits.of(chunk.size)
+            self._quarantine(chunk, err, payload=err.raw.decode("utf-8", errors="replace"))
+            return None
+        except QuotaExhausted:
+            raise
+        except CmcError as err:
+            if err.http_status in (401, 402, 403) or (err.http_status == 400 and not chunk.ids):
+                raise  # configuration: every other chunk would fail the same way
+            self._journal(chunk, err)
+            return None
+        self.record.credits += response.credits
+        try:
+            page = to_batch(ex.columns, ex.items(response.data, chunk), self.snapshot_ts, self.record.run_id)
+        except ParseError as err:  # `data` itself is not the expected shape: the whole page is unusable
+            self._quarantine(chunk, err, payload=response.raw.decode("utf-8", errors="replace"))
+            return None
+        self.nulled.update(page.nulled)
+        if page.rejected:
+            self.rejected_items += len(page.rejected)
+            self._quarantine(chunk, ParseError(f"{len(page.rejected)} of {page.items} items rejected"),
+                             items=[{"key": r.key, "error": r.error, "item": r.item} for r in page.rejected],
+                             journal=False)
+        return page
 
     def _journal(self, chunk: Chunk, err: Exception) -> None:
         log.warning("chunk %s failed: %s", chunk.key, err)
         self.failed.append({"key": chunk.key, "ids": list(chunk.ids), "error": logs.redact(str(err))})
 
-    def _quarantine(self, chunk: Chunk, raw: bytes, err: Exception) -> None:
+    def _quarantine(self, chunk: Chunk, err: Exception, journal: bool = True, **content: Any) -> None:
+        """Keep what could not be parsed (a whole payload, or the rejected items of a page) with the reason."""
         name = f"{self.extractor.name}-{snapshot_stamp(self.snapshot_ts)}-{len(self.quarantined) + 1}.json"
         path = quarantine_path(self.extractor.name, self.snapshot_ts, name)
         envelope = {"run_id": self.record.run_id, "endpoint": self.extractor.path, "chunk": chunk.key,
-                    "params": chunk.params, "error": logs.redact(str(err)),
-                    "payload": raw.decode("utf-8", errors="replace")}
-        self.lake.write_bytes(path, json.dumps(envelope).encode())
+                    "params": chunk.params, "error": logs.redact(str(err)), **content}
+        self.lake.write_bytes(path, json.dumps(envelope, default=str).encode())
         self.quarantined.append(path)
-        log.warning("chunk %s quarantined at %s: %s", chunk.key, path, err)
-        self._journal(chunk, err)
+        log.warning("chunk %s: quarantined at %s: %s", chunk.key, path, err)
+        if journal:
+            self._journal(chunk, err)
 
     # -- writing -------------------------------------------------------------------------------------------
     def write(self, batches: Iterator[pa.RecordBatch], part_rows: int) -> None:
@@ -328,12 +393,24 @@ class ExtractRun:
             self.record.rows += result.rows
 
     def unchanged_since_previous(self, table: pa.Table) -> bool:
+        """True when the previous snapshot holds exactly these rows (every column but the lineage)."""
         previous = self.previous
         if previous is None or not previous.files:
             return False
-        column = self.extractor.id_column
-        before = self.lake.read_parquet(previous.files).column(column)
-        return set(pc.unique(before).to_pylist()) == set(pc.unique(table.column(column)).to_pylist())
+        content = [c.name for c in self.extractor.columns]
+        try:
+            before = self.lake.read_parquet(previous.files, columns=content)
+        except (pa.ArrowInvalid, KeyError):  # written with another schema: changed by definition
+            return False
+        order = [(name, "ascending") for name in content if not pa.types.is_list(table.schema.field(name).type)]
+        now = table.select(content).sort_by(order)
+        return before.num_rows == now.num_rows and before.cast(now.schema).sort_by(order).equals(now)
+
+    def summary(self) -> dict[str, Any]:
+        """What the ledger keeps of this run besides rows, files and credits."""
+        return {"requests": self.requests, "failed": self.failed, "quarantined": self.quarantined,
+                "rejected_items": self.rejected_items, "nulled_fields": dict(self.nulled),
+                **({"stopped": self.stopped} if self.stopped else {})}
 
 
 def _batched(items: list, size: int) -> Iterator[tuple]:

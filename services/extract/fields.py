@@ -1,90 +1,119 @@
 """Typed bronze columns declared as data: (column name, JSON path, type) per field.
 
 Bronze keeps the API's values, only typed: numbers as numbers, timestamps as UTC timestamps, ids as integers,
-category ids as strings. A value that cannot be typed raises ParseError, so the page is quarantined with the
-reason instead of a crash or a silently wrong column.
+category ids as strings. Parsing is lenient about the shapes the API documents or sends (numbers and ids as
+strings, exponent notation, timestamps as ISO-8601 or epoch seconds/milliseconds) and narrow about failure:
+an item whose key fields cannot be typed is rejected alone (quarantined with its reason), and a non-key field
+that cannot be typed becomes NULL and is counted, so one bad value never costs a page.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 
 from cryptolake.errors import CryptolakeError
 
+INT64 = range(-2**63, 2**63)
+# Epoch values at or above this many units are milliseconds: 1e11 seconds lies in the year 5138.
+EPOCH_MILLIS_FROM = 1e11
+
 
 class ParseError(CryptolakeError):
-    """A payload that does not fit the extractor's schema."""
+    """A payload or value that does not fit the extractor's schema."""
+
+
+def _number(value: Any, what: str) -> Decimal:
+    """Any JSON number or numeric string (`"1.5e-3"`, `" 42 "`) as an exact Decimal; finite only."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ParseError(f"expected {what}, got {value!r}")
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise ParseError(f"expected {what}, got {value!r}") from None
+    if not number.is_finite():
+        raise ParseError(f"expected a finite {what}, got {value!r}")
+    return number
 
 
 def _int(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ParseError(f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():  # info's platform.id is a string
-        return int(value)
-    raise ParseError(f"expected an integer, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        number: Decimal | int = value
+    else:
+        number = _number(value, "an integer")  # info's platform.id is a string, some counts come as 12.0
+        if number != number.to_integral_value():
+            raise ParseError(f"expected an integer, got {value!r}")
+    if int(number) not in INT64:
+        raise ParseError(f"integer {value!r} does not fit 64 bits")
+    return int(number)
 
 
 def _float(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ParseError(f"expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            raise ParseError(f"expected a number, got {value!r}") from None
-    else:
-        raise ParseError(f"expected a number, got {value!r}")
-    if math.isnan(number) or math.isinf(number):
-        raise ParseError(f"expected a finite number, got {value!r}")
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ParseError(f"expected a finite number, got {value!r}")
+        return value
+    number = float(_number(value, "a number"))
+    if math.isinf(number):
+        raise ParseError(f"number {value!r} is out of range")
     return number
 
 
 def _str(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # ids sent as numbers
         return str(value)
     raise ParseError(f"expected a string, got {value!r}")
+
+
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
 
 def _bool(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
-    if value in (0, 1):
+    if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOLS:
+        return _BOOLS[value.strip().lower()]
     raise ParseError(f"expected a boolean or 0/1, got {value!r}")
 
 
 def _timestamp(value: Any) -> datetime | None:
-    """ISO-8601 (`2013-04-28T18:47:21.000Z`) or unix seconds (fear & greed sends them as strings)."""
+    """ISO-8601 (`2013-04-28T18:47:21.000Z`), or epoch seconds or milliseconds, as numbers or numeric strings
+    (fear & greed sends seconds as strings)."""
     if value is None or value == "":
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ParseError(f"expected a timestamp, got {value!r}")
     try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, timezone.utc)
-        if isinstance(value, str):
-            if value.isdigit():
-                return datetime.fromtimestamp(int(value), timezone.utc)
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, str) and not _looks_numeric(value):
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
             return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        pass
-    raise ParseError(f"expected a timestamp, got {value!r}")
+        epoch = _number(value, "a timestamp")
+        seconds = epoch / 1000 if abs(epoch) >= EPOCH_MILLIS_FROM else epoch
+        return datetime.fromtimestamp(float(seconds), timezone.utc)
+    except (ValueError, OverflowError, OSError, ParseError):
+        raise ParseError(f"expected a timestamp, got {value!r}") from None
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        Decimal(text.strip())
+    except InvalidOperation:
+        return False
+    return True
 
 
 def _str_list(value: Any) -> list[str] | None:
@@ -155,22 +184,57 @@ def schema_of(cols: Iterable[Column]) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.kind.arrow) for c in cols] + LINEAGE)
 
 
-def to_batch(cols: tuple[Column, ...], items: Iterable[tuple[str | None, dict]], snapshot_ts: datetime,
-             run_id: str) -> pa.RecordBatch:
-    """Typed rows of one page; ParseError names the item and field that did not fit."""
+@dataclass(frozen=True)
+class Rejected:
+    """An item that could not become a row: its key or position, the reason, the item as received."""
+
+    key: Any
+    error: str
+    item: Any
+
+
+@dataclass(frozen=True)
+class ParsedPage:
+    batch: pa.RecordBatch
+    items: int  # items the page held, parsed or not (paging compares it with the page size)
+    rejected: list[Rejected]
+    nulled: collections.Counter  # field path -> values that did not fit and were stored as NULL
+
+
+def to_batch(cols: tuple[Column, ...], items: Iterable[tuple[Any, Any]], snapshot_ts: datetime,
+             run_id: str) -> ParsedPage:
+    """Typed rows of one page. An item whose key (required) fields do not fit is rejected with the reason;
+    any other field that does not fit becomes NULL and is counted under its path."""
     schema = schema_of(cols)
     data: dict[str, list] = {f.name: [] for f in schema}
+    rejected: list[Rejected] = []
+    nulled: collections.Counter = collections.Counter()
+    count = 0
     for index, (key, item) in enumerate(items):
-        if not isinstance(item, dict):
-            raise ParseError(f"item {key or index} is {type(item).__name__}, not an object")
+        count += 1
+        name = key if key is not None else item.get("id", index) if isinstance(item, dict) else index
         try:
-            for col in cols:
-                data[col.name].append(col.read(item, key))
+            row = _row(cols, item, key, nulled)
         except ParseError as err:
-            raise ParseError(f"item {key or item.get('id', index)!r}: {err.what}") from None
+            rejected.append(Rejected(name, f"item {name!r}: {err.what}", item))
+            continue
+        for col, value in zip(cols, row):
+            data[col.name].append(value)
         data["snapshot_timestamp"].append(snapshot_ts)
         data["run_id"].append(run_id)
-    try:
-        return pa.RecordBatch.from_pydict(data, schema=schema)
-    except (pa.ArrowException, OverflowError) as err:  # e.g. an id beyond 64 bits
-        raise ParseError(f"values do not fit the bronze schema: {err}") from None
+    return ParsedPage(pa.RecordBatch.from_pydict(data, schema=schema), count, rejected, nulled)
+
+
+def _row(cols: tuple[Column, ...], item: Any, key: Any, nulled: collections.Counter) -> list:
+    if not isinstance(item, dict):
+        raise ParseError(f"is {type(item).__name__}, not an object")
+    row = []
+    for col in cols:
+        try:
+            row.append(col.read(item, key))
+        except ParseError:
+            if col.required:
+                raise
+            nulled[col.path] += 1
+            row.append(None)
+    return row

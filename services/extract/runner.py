@@ -1,8 +1,8 @@
 """`cryptolake extract`: run one extractor or a frequency group, credit-aware and fail-soft.
 
 Exit status (the container's, so Airflow sees it): 0 everything extracted (or deliberately skipped),
-4 part of it (failed chunks are journaled and retried next run), 5 stopped by the plan's quota,
-1 nothing extracted.
+4 part of it (failed chunks are journaled and retried next run, or the run stopped at its ceiling),
+5 stopped by the plan's quota, 1 nothing extracted.
 """
 
 from __future__ import annotations
@@ -74,8 +74,7 @@ def run_extractor(extractor: Extractor, settings: Settings, lake: Lake, client: 
                           params=dict(extractor.params)) as record, logs.context(extractor=extractor.name):
         run = ExtractRun(extractor, settings, lake, client, record)
         run.plan_ids()
-        estimate = run.estimate_credits()
-        record.details["estimated_credits"] = estimate
+        estimate = run.estimate()
         reason = governor.decide(extractor, estimate) if governor else None
         if reason:
             log.warning("%s %s", extractor.name, reason)
@@ -94,11 +93,26 @@ def run_extractor(extractor: Extractor, settings: Settings, lake: Lake, client: 
         finally:
             if governor:
                 governor.spend(record.credits)
-        record.details.update(calls=client.calls - calls_before, failed=run.failed, quarantined=run.quarantined)
+        record.details.update(calls=client.calls - calls_before, **run.summary())
+        if run.nulled:
+            log.warning("%s: values that did not fit their column were stored as NULL: %s", extractor.name,
+                        dict(run.nulled))
+        if run.stopped and not record.error:
+            record.error = run.stopped
         if record.status == "running":
-            incomplete = bool(run.failed) or quota_hit
-            record.status = "partial" if incomplete and record.rows else "failed" if incomplete else "success"
+            record.status = _status(record, run, quota_hit)
     return record, quota_hit
+
+
+def _status(record: RunRecord, run: ExtractRun, quota_hit: bool) -> str:
+    """partial when some of the plan is missing (the ceiling stopped it, or chunks failed but rows landed);
+    failed when calls or items failed and nothing usable landed."""
+    if run.stopped:
+        return "partial"
+    incomplete = bool(run.failed) or quota_hit
+    if not record.rows and (incomplete or run.rejected_items):
+        return "failed"
+    return "partial" if incomplete else "success"
 
 
 def _unused_second(ledger: Ledger, name: str, clock: Callable[[], datetime]) -> datetime:
@@ -112,13 +126,13 @@ def _unused_second(ledger: Ledger, name: str, clock: Callable[[], datetime]) -> 
 
 
 def _write_if_changed(run: ExtractRun) -> None:
-    """Maps are small (one or two pages): hold them, compare the id set, write nothing when unchanged."""
+    """Maps are small (one or two pages): hold them, compare every row, write nothing when unchanged."""
     batches = list(run.batches())
     table = pa.Table.from_batches(batches, schema=run.extractor.schema)
-    if not run.failed and run.unchanged_since_previous(table):
+    if not (run.failed or run.stopped or run.rejected_items) and run.unchanged_since_previous(table):
         run.record.status = "skipped"
         run.record.details.update(unchanged=True, ids=table.num_rows, compared_with=run.previous.run_id)
-        log.info("%s: id set unchanged since %s; nothing written", run.extractor.name, run.previous.run_id)
+        log.info("%s: unchanged since %s; nothing written", run.extractor.name, run.previous.run_id)
         return
     run.write(iter(table.to_batches()), PART_ROWS)
 

@@ -6,6 +6,7 @@ import json
 import math
 
 import pyarrow.compute as pc
+import pytest
 
 from cryptolake.ledger import Ledger
 from cryptolake.services.extract.registry import EXTRACTORS, group
@@ -102,10 +103,32 @@ def test_an_unchanged_map_writes_nothing_and_says_so(fresh_sandbox, s3_settings,
     assert runs[-1].status == "success" and len(s3_extract_lake.list_files("bronze/crypto_map")) == 2
 
 
+@pytest.mark.parametrize("name, field", [("crypto_map", "rank"), ("crypto_map", "name"),
+                                         ("crypto_map", "platform"), ("exchange_map", "is_active"),
+                                         ("exchange_map", "last_historical_data")])
+def test_a_map_whose_ids_stay_but_attributes_change_is_written(fresh_sandbox, s3_settings, s3_extract_lake,
+                                                               name, field):
+    """Same id set, one attribute changed in every item: a new snapshot each time it changes (also back);
+    the same content again, even with ids sent as text, is skipped."""
+    extractor = EXTRACTORS[name]
+    assert run_many([extractor], s3_settings) == 0
+    fresh_sandbox.fault(kind="drift", path=extractor.path, op="null", field=f"*.{field}", count=1)
+    assert run_many([extractor], s3_settings) == 0
+    assert run_many([extractor], s3_settings) == 0
+    fresh_sandbox.fault(kind="drift", path=extractor.path, op="string", field="*.id", count=1)
+    assert run_many([extractor], s3_settings) == 0
+    runs = Ledger(s3_extract_lake).runs("extract", name)
+    assert [r.status for r in runs] == ["success", "success", "success", "skipped"]
+    first, second, third = (s3_extract_lake.read_parquet(r.files) for r in runs[:3])
+    assert first.column(extractor.id_column) == second.column(extractor.id_column)
+    assert first.select([c.name for c in extractor.columns]) == third.select([c.name for c in extractor.columns])
+    assert runs[3].details["compared_with"] == runs[2].run_id
+
+
 def test_incremental_info_fetches_only_new_ids(fresh_sandbox, s3_settings, s3_extract_lake):
-    run_many([EXTRACTORS["crypto_map"], EXTRACTORS["crypto_info"]], s3_settings)
+    assert run_many([EXTRACTORS["crypto_map"], EXTRACTORS["crypto_info"]], s3_settings) == 0
     fresh_sandbox.advance_days(20)
-    run_many([EXTRACTORS["crypto_map"], EXTRACTORS["crypto_info"]], s3_settings)
+    assert run_many([EXTRACTORS["crypto_map"], EXTRACTORS["crypto_info"]], s3_settings) == 0
     ledger = Ledger(s3_extract_lake)
     maps = ledger.snapshots("crypto_map")
     first_ids = set(s3_extract_lake.read_parquet(maps[0].files).column("crypto_id").to_pylist())
@@ -118,8 +141,8 @@ def test_incremental_info_fetches_only_new_ids(fresh_sandbox, s3_settings, s3_ex
 
 def test_exchange_assets_rescans_only_the_active_set(fresh_sandbox, s3_settings, s3_extract_lake):
     extractors = [EXTRACTORS["exchange_map"], EXTRACTORS["exchange_assets"]]
-    run_many(extractors, s3_settings)
-    run_many(extractors, s3_settings)
+    assert run_many(extractors, s3_settings) == 0
+    assert run_many(extractors, s3_settings) == 0
     first, second = Ledger(s3_extract_lake).snapshots("exchange_assets")
     assert first.details["full_scan"] is True and second.details["full_scan"] is False
     active = set(s3_extract_lake.read_parquet(first.files).column("exchange_id").to_pylist())
@@ -131,9 +154,9 @@ def test_category_membership_rotates_through_all_categories(fresh_sandbox, stack
     from dataclasses import replace
 
     settings = replace(s3_settings, cmc_category_slice=8)
-    run_many([EXTRACTORS["crypto_categories"]], settings)
+    assert run_many([EXTRACTORS["crypto_categories"]], settings) == 0
     for _ in range(3):
-        run_many([EXTRACTORS["crypto_category"]], settings)
+        assert run_many([EXTRACTORS["crypto_category"]], settings) == 0
     runs = Ledger(s3_extract_lake).snapshots("crypto_category")
     assert [r.details["offset"] for r in runs] == [0, 8, 16]
     seen = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,36 +52,75 @@ def test_a_429_storm_is_waited_out(fresh_sandbox, s3_settings, s3_extract_lake):
     assert record.status == "success" and record.details["calls"] == 8 and record.duration_seconds >= 14
 
 
-@pytest.mark.parametrize("kind", ["malformed", "truncated"])
-def test_a_bad_page_is_quarantined_while_the_others_land(fresh_sandbox, s3_settings, s3_extract_lake, kind):
+@pytest.mark.parametrize("kind", ["malformed", "truncated", "shape"])
+def test_a_bad_page_is_quarantined_and_ends_open_ended_paging(fresh_sandbox, s3_settings, s3_extract_lake, kind):
+    """fear_greed_historical pages until a short page: after an unreadable page it cannot know whether more
+    follow, so it stops instead of asking (and paying) again and again."""
     history = EXTRACTORS["fear_greed_historical"]
-    total = len(fresh_sandbox.api(history.path, limit=500, start=1)["data"]) + \
-        len(fresh_sandbox.api(history.path, limit=500, start=501)["data"]) + \
-        len(fresh_sandbox.api(history.path, limit=500, start=1001)["data"])
-    fresh_sandbox.fault(kind=kind, path=history.path, after=1, count=1)
+    fresh_sandbox.fault(kind=kind, path=history.path, after=1, count=None)  # every page after the first
     assert run_many([history], s3_settings) == 4  # partial
     record = latest(s3_extract_lake, history.name)
-    assert record.status == "partial" and record.rows == total - 500
+    assert record.status == "partial" and record.rows == 500
+    assert record.details["requests"] == 2 and record.credits == 2  # an unreadable answer is charged too
+    used = fresh_sandbox.control("GET", "usage")["keys"]
+    assert next(iter(used.values()))["usage"]["current_month"]["credits_used"] == 2  # key_info is free
     assert [f["key"] for f in record.details["failed"]] == ["start=501"]
     assert len(record.details["quarantined"]) == 1 and s3_extract_lake.exists(record.details["quarantined"][0])
 
 
+def test_a_run_stops_at_its_ceiling_as_partial(fresh_sandbox, s3_settings, s3_extract_lake):
+    """The estimate of a first open-ended run is one page; with the ceiling at 1 x estimate + 1 it may make two
+    calls, although the history has three pages."""
+    history = EXTRACTORS["fear_greed_historical"]
+    settings = replace(s3_settings, cmc_run_ceiling_factor=1.0, cmc_run_ceiling_extra=1)
+    assert run_many([history], settings) == 4
+    record = latest(s3_extract_lake, history.name)
+    assert record.status == "partial" and record.rows == 1000 and record.details["requests"] == 2
+    assert record.details["ceiling"] == {"calls": 2, "credits": 2}
+    assert "ceiling of 2 calls" in record.error and record.details["stopped"] == record.error
+    used = fresh_sandbox.control("GET", "usage")["keys"]
+    assert next(iter(used.values()))["usage"]["current_month"]["credits_used"] == 2  # key_info is free
+
+    assert run_many([history], s3_settings) == 0  # the default ceiling leaves room for the whole history
+    assert latest(s3_extract_lake, history.name).rows > 1000
+
+
 def test_schema_drift(fresh_sandbox, s3_settings, s3_extract_lake):
     fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="null", field="*.quote.USD", count=1)
-    run_many([LISTINGS], s3_settings)
+    assert run_many([LISTINGS], s3_settings) == 0
     table = s3_extract_lake.read_parquet(latest(s3_extract_lake, LISTINGS.name).files)
     assert table.column("price_usd").null_count == 450 and table.column("crypto_id").null_count == 0
 
     fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="string", field="*.quote.USD.price", count=1)
-    run_many([LISTINGS], s3_settings)
+    assert run_many([LISTINGS], s3_settings) == 0
     table = s3_extract_lake.read_parquet(latest(s3_extract_lake, LISTINGS.name).files)
     assert table.column("price_usd").null_count == 0 and str(table.schema.field("price_usd").type) == "double"
 
     fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="missing", field="*.id", count=1)
-    assert run_many([LISTINGS], s3_settings) == 1  # nothing usable: the page is quarantined, the run failed
+    assert run_many([LISTINGS], s3_settings) == 1  # nothing usable: every item quarantined, the run failed
     record = latest(s3_extract_lake, LISTINGS.name)
-    assert record.status == "failed" and record.files == []
-    assert "required field 'id'" in record.details["failed"][0]["error"]
+    assert record.status == "failed" and record.files == [] and record.details["rejected_items"] == 450
+    envelope = json.loads(s3_extract_lake.read_bytes(record.details["quarantined"][0]))
+    assert len(envelope["items"]) == 450 and "required field 'id'" in envelope["items"][0]["error"]
+
+
+def test_one_bad_item_is_quarantined_and_the_rest_of_the_page_lands(fresh_sandbox, s3_settings, s3_extract_lake):
+    fourth = fresh_sandbox.api(LISTINGS.path, limit=450)["data"][3]
+    fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="missing", field="3.id", count=1)
+    assert run_many([LISTINGS], s3_settings) == 0
+    record = latest(s3_extract_lake, LISTINGS.name)
+    assert record.status == "success" and record.rows == 449 and record.details["rejected_items"] == 1
+    assert fourth["id"] not in s3_extract_lake.read_parquet(record.files).column("crypto_id").to_pylist()
+    [path] = record.details["quarantined"]
+    [bad] = json.loads(s3_extract_lake.read_bytes(path))["items"]
+    assert bad["key"] == 3 and "required field 'id' is missing" in bad["error"]
+    assert bad["item"]["symbol"] == fourth["symbol"]
+
+    fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="string", field="*.cmc_rank", count=1)
+    assert run_many([LISTINGS], s3_settings) == 0  # ranks sent as text are ranks: nothing NULL, nothing lost
+    record = latest(s3_extract_lake, LISTINGS.name)
+    assert record.rows == 450 and record.details["nulled_fields"] == {} and record.details["rejected_items"] == 0
+    assert s3_extract_lake.read_parquet(record.files).column("cmc_rank").null_count == 0
 
 
 def test_rerunning_after_a_partial_run_fills_the_gap_without_duplicates(fresh_sandbox, s3_settings,

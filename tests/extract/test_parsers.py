@@ -1,10 +1,12 @@
-"""Every parser, fed real-shaped, drifted and arbitrary payloads: typed rows or a ParseError, never a crash."""
+"""Every parser, fed real-shaped, documented, drifted and arbitrary payloads: typed rows, items rejected one by
+one with their reason, NULLs counted per field; never a crash and never a lost page."""
 
 from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+import math
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cryptolake.services.extract.base import Chunk
-from cryptolake.services.extract.fields import ParseError, to_batch
+from cryptolake.services.extract.fields import FLOAT, INT, TS as TIMESTAMP, ParseError, to_batch
 from cryptolake.services.extract.registry import EXTRACTORS
 
 TS = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
@@ -37,9 +39,15 @@ INFO = {"1": {"id": 1, "name": "Bitcoin", "symbol": "BTC", "category": "coin", "
               "date_added": "2010-07-13T00:00:00.000Z", "date_launched": None}}
 
 
-def parse(name: str, data):
+def page(name: str, data):
     ex = EXTRACTORS[name]
     return to_batch(ex.columns, ex.items(data, CHUNK), TS, "run-1")
+
+
+def parse(name: str, data) -> pa.RecordBatch:
+    parsed = page(name, data)
+    assert not parsed.rejected, parsed.rejected
+    return parsed.batch
 
 
 def test_listing_item_is_typed():
@@ -72,17 +80,102 @@ def test_category_ids_stay_strings():
     assert row["category_id"] == "605e2ce9d41eae1066535f7c" and row["num_tokens"] == 12
 
 
-@pytest.mark.parametrize("drift, message", [
+@pytest.mark.parametrize("drift, field", [
     (lambda item: item["quote"]["USD"].update(price="n/a"), "quote.USD.price"),
-    (lambda item: item.pop("id"), "required field 'id'"),
     (lambda item: item.update(last_updated="yesterday"), "last_updated"),
-    (lambda item: item.update(id=2**80), "schema"),
+    (lambda item: item.update(num_market_pairs=2**80), "num_market_pairs"),
+    (lambda item: item.update(max_supply=float("nan")), "max_supply"),
+    (lambda item: item.update(tags="mineable"), "tags"),
 ])
-def test_schema_drift_is_a_parse_error_naming_the_field(drift, message):
-    item = copy.deepcopy(LISTING)
-    drift(item)
-    with pytest.raises(ParseError, match=message):
-        parse("crypto_listings_latest", [item])
+def test_a_non_key_field_that_does_not_fit_becomes_null_and_is_counted(drift, field):
+    bad = copy.deepcopy(LISTING)
+    drift(bad)
+    parsed = page("crypto_listings_latest", [LISTING, bad])
+    assert parsed.rejected == [] and parsed.batch.num_rows == 2 and dict(parsed.nulled) == {field: 1}
+    good, drifted = parsed.batch.to_pylist()
+    column = next(c.name for c in EXTRACTORS["crypto_listings_latest"].columns if c.path == field)
+    assert drifted[column] is None and good[column] is not None and drifted["crypto_id"] == 1
+
+
+@pytest.mark.parametrize("drift, reason", [
+    (lambda item: item.pop("id"), "required field 'id' is missing"),
+    (lambda item: item.update(id="bitcoin"), "field 'id': expected an integer"),
+    (lambda item: item.update(id=2**80), "does not fit 64 bits"),
+])
+def test_an_item_whose_key_does_not_fit_is_rejected_alone(drift, reason):
+    bad = copy.deepcopy(LISTING)
+    drift(bad)
+    second = {**copy.deepcopy(LISTING), "id": 1027}
+    parsed = page("crypto_listings_latest", [LISTING, bad, second, "not an object"])
+    assert parsed.items == 4 and parsed.batch.column("crypto_id").to_pylist() == [1, 1027]
+    [key_problem, not_object] = parsed.rejected
+    assert reason in key_problem.error and key_problem.item == bad
+    assert "str, not an object" in not_object.error and not_object.key == 3
+
+
+def test_a_payload_that_is_not_the_documented_container_is_a_parse_error():
+    with pytest.raises(ParseError, match="expected an array"):
+        page("crypto_listings_latest", {"1": LISTING})
+    with pytest.raises(ParseError, match="expected an object keyed by id"):
+        page("crypto_info", [INFO["1"]])
+
+
+# -- documented and observed value shapes ---------------------------------------------------------------------
+EPOCH = datetime(2024, 9, 18, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("raw", [
+    "2024-09-18T00:00:00.000Z", "2024-09-18T00:00:00Z", "2024-09-18T02:00:00+02:00", "2024-09-18 00:00:00",
+    "2024-09-18", 1726617600, 1726617600.0, "1726617600", 1726617600000, "1726617600000", "1.7266176e9",
+])
+def test_documented_timestamp_shapes(raw):
+    assert TIMESTAMP.convert(raw) == EPOCH
+
+
+@pytest.mark.parametrize("raw, number", [
+    ("31343.47", 31343.47), ("1.5e-7", 1.5e-7), ("2.1E7", 2.1e7), (" 42 ", 42.0), (21000000, 21e6), ("-3", -3.0),
+])
+def test_numbers_sent_as_text(raw, number):
+    assert FLOAT.convert(raw) == number
+
+
+@pytest.mark.parametrize("raw, number", [("1839", 1839), (" 7 ", 7), (12.0, 12), ("12.0", 12), ("1e3", 1000)])
+def test_ids_and_counts_sent_as_text_or_float(raw, number):
+    assert INT.convert(raw) == number
+
+
+@pytest.mark.parametrize("raw", ["12.5", "abc", "", True, [1], 2**63, "NaN", "inf"])
+def test_values_that_are_not_integers(raw):
+    with pytest.raises(ParseError):
+        INT.convert(raw)
+
+
+@settings(max_examples=300, deadline=None)
+# Seconds and milliseconds are told apart by size: milliseconds before March 1973 would read as seconds.
+@given(moment=st.datetimes(min_value=datetime(1974, 1, 1), max_value=datetime(2200, 1, 1),
+                           timezones=st.just(timezone.utc)),
+       shape=st.sampled_from(["iso", "iso-z", "seconds", "seconds-text", "millis", "millis-text"]))
+def test_every_timestamp_shape_gives_the_same_instant(moment, shape):
+    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)  # the API's precision: milliseconds
+    seconds = moment.timestamp()
+    raw = {"iso": moment.isoformat(), "iso-z": moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+           "seconds": seconds, "seconds-text": repr(seconds), "millis": round(seconds * 1000),
+           "millis-text": str(round(seconds * 1000))}[shape]
+    assert abs(TIMESTAMP.convert(raw) - moment) <= timedelta(microseconds=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(number=st.floats(allow_nan=False, allow_infinity=False, width=64),
+       shape=st.sampled_from(["number", "repr", "exponent", "padded"]))
+def test_every_number_shape_gives_the_same_value(number, shape):
+    raw = {"number": number, "repr": repr(number), "exponent": f"{number:.17e}", "padded": f" {number!r} "}[shape]
+    assert FLOAT.convert(raw) == number
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.integers(min_value=-2**63, max_value=2**63 - 1), as_text=st.booleans())
+def test_every_id_shape_gives_the_same_integer(value, as_text):
+    assert INT.convert(str(value) if as_text else value) == value
 
 
 def test_a_null_quote_is_null_prices_not_an_error():
@@ -106,9 +199,26 @@ json_values = st.recursive(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=json_values)
 def test_arbitrary_payloads_give_rows_or_a_parse_error(name, data):
+    """A page is either not the documented container (ParseError: quarantined whole) or every item ends up as
+    a typed row or a rejected item with a reason."""
     try:
-        batch = parse(name, data)
+        parsed = page(name, data)
     except ParseError:
         return
-    assert isinstance(batch, pa.RecordBatch)
-    assert batch.schema == EXTRACTORS[name].schema
+    assert isinstance(parsed.batch, pa.RecordBatch) and parsed.batch.schema == EXTRACTORS[name].schema
+    assert parsed.batch.num_rows + len(parsed.rejected) == parsed.items
+    assert all(r.error.startswith("item ") for r in parsed.rejected)
+    json.dumps([r.item for r in parsed.rejected], default=str)  # what quarantine stores
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(json_values, min_size=1, max_size=8))
+def test_any_listing_field_value_never_costs_the_item(values):
+    """Whatever a non-key field holds, the item lands (the field NULL when it does not fit)."""
+    columns = [c for c in EXTRACTORS["crypto_listings_latest"].columns if not c.required and "." not in c.path]
+    item = copy.deepcopy(LISTING)
+    for column, value in zip(columns, values):
+        item[column.path] = value
+    parsed = page("crypto_listings_latest", [item])
+    assert parsed.batch.num_rows == 1 and not parsed.rejected
+    assert all(math.isfinite(v) for v in parsed.batch.to_pylist()[0].values() if isinstance(v, float))
