@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 
-from cryptolake import logs
+from cryptolake import logs, progress
 from cryptolake.groups import GROUPS
 from cryptolake.lake import Lake
 from cryptolake.ledger import Ledger
@@ -22,7 +22,7 @@ from cryptolake.spark_apps.transform.exchange import ExchangeTransformer
 from cryptolake.spark_apps.transform.global_market import GlobalMarketTransformer
 from cryptolake.spark_apps.transform.maintenance import maintain
 from cryptolake.spark_apps.transform.sentiment import SentimentTransformer
-from cryptolake.spark_apps.transform.tables import MAINTENANCE_GROUPS, tables_of
+from cryptolake.spark_apps.transform.tables import MAINTENANCE_GROUPS, Table, tables_of
 
 log = logs.get(__name__)
 TRANSFORMERS: tuple[type[BaseTransformer], ...] = (
@@ -51,19 +51,12 @@ def run_group(spark: SparkSession, settings: Settings, group: str, lake: Lake | 
     chosen = [t for t in tables_of(group) if tables is None or t.name in tables]
     by_domain = {cls.domain: cls(spark, settings, lake, group=group) for cls in TRANSFORMERS}
     outcome = GroupResult(group)
-    with Ledger(lake).run("transform", f"group-{group}", params={"group": group}) as record:
+    with Ledger(lake).run("transform", f"group-{group}", params={"group": group}) as record, \
+            progress.bar(len(chosen), f"transform {group}", "table") as bar:
         for table in chosen:
-            broken = [t for t in table.reads if t in outcome.failed]
-            if broken:
-                log.error("%s not built: it reads %s, which failed in this run", table.name, ", ".join(broken))
-                outcome.failed.append(table.name)
-                continue
-            try:
-                outcome.results.append(by_domain[table.domain].build(table.name))
-            except Exception as exc:  # fail-soft: recorded by the table's ledger record, reported at the end
-                log.error("%s failed: %s", table.name, logs.redact(f"{type(exc).__name__}: {exc}"),
-                          exc_info=True)
-                outcome.failed.append(table.name)
+            bar.set_postfix_str(table.name)
+            _build(by_domain[table.domain], table, outcome)
+            bar.update()
         if maintenance if maintenance is not None else group in MAINTENANCE_GROUPS:
             try:
                 outcome.maintenance = maintain(spark, settings, lake, group=group)
@@ -84,3 +77,17 @@ def run_group(spark: SparkSession, settings: Settings, group: str, lake: Lake | 
              sum(r.status == "up-to-date" for r in outcome.results), len(outcome.failed),
              f" ({', '.join(outcome.failed)})" if outcome.failed else "")
     return outcome
+
+
+def _build(transformer: BaseTransformer, table: Table, outcome: GroupResult) -> None:
+    """One table, fail-soft: a failure is recorded by the table's ledger record and reported at the end."""
+    broken = [t for t in table.reads if t in outcome.failed]
+    if broken:
+        log.error("%s not built: it reads %s, which failed in this run", table.name, ", ".join(broken))
+        outcome.failed.append(table.name)
+        return
+    try:
+        outcome.results.append(transformer.build(table.name))
+    except Exception as exc:
+        log.error("%s failed: %s", table.name, logs.redact(f"{type(exc).__name__}: {exc}"), exc_info=True)
+        outcome.failed.append(table.name)

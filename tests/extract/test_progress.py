@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import select
-import struct
 import subprocess
 import sys
-import termios
 import uuid
 
 from tests.conftest import REPO
 from tests.extract.conftest import extract_env
+from tests.terminal import run_on_terminal
 
 
 def _extract(env: dict[str, str], terminal: bool) -> tuple[int, str]:
@@ -23,22 +20,7 @@ def _extract(env: dict[str, str], terminal: bool) -> tuple[int, str]:
     if not terminal:
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
         return done.returncode, done.stderr
-    leader, follower = os.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a terminal has a size
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    output = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 120)
-        try:
-            chunk = os.read(leader, 65536) if ready else b""
-        except OSError:  # the child closed the terminal
-            chunk = b""
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
-    return process.wait(30), output.decode(errors="replace")
+    return run_on_terminal(command, env=env, cwd=REPO, timeout=120)
 
 
 def test_a_terminal_gets_a_progress_bar_and_a_pipe_gets_json_lines(fresh_sandbox, stack_env):

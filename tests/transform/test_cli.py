@@ -12,6 +12,7 @@ import pytest
 from cryptolake.lake import bronze_path
 from cryptolake.ledger import Ledger, RunRecord, new_run_id
 from tests.conftest import REPO
+from tests.terminal import run_on_terminal
 from tests.transform.bronze import Market
 
 
@@ -46,6 +47,19 @@ def test_a_failing_table_makes_the_run_exit_1_with_one_clear_line(file_lake, tmp
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: transform 10x: dim_crypto_category, fact_crypto_category failed")
     assert Ledger(file_lake).latest("transform", "fact_global_market").status == "success"
+
+
+@pytest.mark.spark
+def test_a_terminal_shows_progress_over_the_tables(file_lake, tmp_path):
+    ts = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
+    Market().write_day(file_lake, ts.date(), times=[ts.time()], extractors=["global_metrics_latest"])
+    status, shown = run_on_terminal([sys.executable, "-m", "cryptolake", "transform", "--group", "10x"],
+                                    env={**os.environ, "PYTHONPATH": str(REPO), "LAKE_URI": file_lake.uri},
+                                    cwd=tmp_path)
+    assert status == 0, shown[-3000:]
+    assert "transform 10x:   0%|" in shown and "| 3/4 [" in shown, shown[-3000:]  # the 10x group's four tables
+    assert "table/s, fact_global_market]" in shown  # the table being built
+    assert "INFO    transform:fact_global_market[" in shown  # log lines stay readable text next to the bar
 
 
 def test_the_spark_application_entry_is_the_same_click_command():
