@@ -126,7 +126,7 @@ def test_one_bad_item_is_quarantined_and_the_rest_of_the_page_lands(fresh_sandbo
 def test_rerunning_after_a_partial_run_fills_the_gap_without_duplicates(fresh_sandbox, s3_settings,
                                                                          s3_extract_lake):
     info = EXTRACTORS["crypto_info"]
-    run_many([EXTRACTORS["crypto_map"]], s3_settings)
+    assert run_many([EXTRACTORS["crypto_map"]], s3_settings) == 0
     fresh_sandbox.fault(kind="error", status=500, path=info.path, after=2, count=6)  # batch 3 never succeeds
     assert run_many([info], s3_settings) == 4
     partial = latest(s3_extract_lake, info.name)

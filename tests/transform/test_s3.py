@@ -51,4 +51,5 @@ def test_the_5x_and_10x_groups_on_s3(sandbox_bronze, spark, stack_env):
     assert market.source_file.str.match(r"^bronze/crypto_listings_latest/snapshot_date=").all()
 
     again = [run_group(spark, settings, group, lake) for group in ("5x", "10x")]
+    assert [g.exit_code for g in again] == [0, 0]
     assert {r.status for g in again for r in g.results} == {"up-to-date"}
