@@ -109,9 +109,7 @@ def full_scan_seconds(spark, root: Path) -> dict:
     ohlc = market.groupBy("crypto_id", "snapshot_date").agg(
         F.min_by("price_usd", "snapshot_timestamp").alias("open_usd"), F.max("price_usd").alias("high_usd"),
         F.min("price_usd").alias("low_usd"), F.max_by("price_usd", "snapshot_timestamp").alias("close_usd"))
-    empty = ohlc.limit(0).select("crypto_id", "snapshot_date", "close_usd", F.lit(None).cast("double")
-                                 .alias("log_return"), F.col("close_usd").alias("running_max_close_usd"))
-    compute(ohlc, empty).write.format("noop").mode("overwrite").save()
+    compute(ohlc).write.format("noop").mode("overwrite").save()
     out["recompute_fact_crypto_daily_from_all_market_rows"] = {
         "rows": market.count(), "seconds": round(time.monotonic() - started, 2)}
     started = time.monotonic()

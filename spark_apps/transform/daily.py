@@ -2,11 +2,16 @@
 
 Definitions (all on price_usd of silver fact_crypto_market):
 - open/close: price of the day's first/last snapshot; high/low: max/min; n_snapshots.
-- log_return: ln(close / close of the coin's previous observed day) (weekends and gaps are bridged).
-- volatility_7d / volatility_30d: sample standard deviation of the log returns dated in the last 7 / 30 calendar
-  days (current day included); NULL with fewer than two returns.
-- corr_btc_30d: Pearson correlation of the coin's and BTC's (crypto_id 1) log returns on the days both have one
-  in the last 30 calendar days; NULL with fewer than two pairs or no variance.
+- log_return: ln(close / close of the coin's previous observed day), the raw return over the whole gap
+  (weekends and missed days are bridged, not filled); return_gap_days: the calendar days it spans (3 Fri->Mon).
+- log_return_gap_scaled = log_return / sqrt(return_gap_days): the gap's return brought to a one-day horizon
+  (under a random walk the variance of a g-day return is g times a one-day one). Only it enters the windows,
+  so weekday-only snapshots do not inflate volatility with every Monday's three-day return.
+- volatility_7d / volatility_30d: sample standard deviation of the gap-scaled returns dated in the last 7 / 30
+  calendar days (current day included); NULL with fewer than two returns.
+  volatility_7d_annualized / volatility_30d_annualized = volatility * sqrt(365) (crypto trades every day).
+- corr_btc_30d: Pearson correlation of the coin's and BTC's (crypto_id 1) gap-scaled returns on the days both
+  have one in the last 30 calendar days; NULL with fewer than two pairs or no variance.
 - running_max_close_usd: the highest close so far; drawdown = close / running max - 1 (0 at a new high).
 
 Incremental, no rescans: a run recomputes only the day range R = [first affected day, last affected day] (or up
@@ -15,10 +20,16 @@ It reads fact_crypto_market for R (partition pruning) and, as lookback, the stor
 before R; a coin absent from that lookback but seen before (known from a small per-coin index,
 silver/_crypto_daily_coins) contributes its stored last row, so returns, the running maximum and the windows are
 exactly those of a full recomputation. R is written with replaceWhere on snapshot_date.
+
+Schema evolution: a table written by a version without some declared columns gets them on its next run, which
+recomputes every stored day (the stored KPIs follow the older definitions and cannot serve as lookback). The new
+columns and the recomputed rows land in one commit (mergeSchema), so a run killed before it leaves the old table
+to be upgraded again; the appended columns are then moved to their declared place (metadata only).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta, timezone
 
 from pyspark.sql import DataFrame, Window
@@ -28,11 +39,12 @@ from pyspark.sql import types as T
 from cryptolake import logs
 from cryptolake.spark_apps.transform.base import BaseTransformer, StepResult, conform
 from cryptolake.spark_apps.transform.quality import safe_div
-from cryptolake.spark_apps.transform.tables import TABLES
+from cryptolake.spark_apps.transform.tables import TABLES, Table
 
 log = logs.get(__name__)
 BTC_ID = 1
 LOOKBACK_DAYS = 30
+ANNUALIZE = math.sqrt(365)  # crypto trades every calendar day
 SOURCE = "crypto_listings_latest"
 INDEX = "_crypto_daily_coins"
 INDEX_SCHEMA = T.StructType([T.StructField("crypto_id", T.LongType(), False),
@@ -64,10 +76,15 @@ def build_crypto_daily(tf: BaseTransformer) -> StepResult:
 def _recompute(tf: BaseTransformer, days: list[date], record, result) -> None:
     table = TABLES["fact_crypto_daily"]
     tf.ensure(table)
+    stored_columns = tf.read_silver(table.name).columns
+    added = [c for c in table.column_names if c not in stored_columns]
     tf.ensure_table(INDEX, INDEX_SCHEMA, [])
     index = {r["crypto_id"]: (r["first_date"], r["last_date"]) for r in tf.read_silver(INDEX).collect()}
     newest_stored = max((last for _, last in index.values()), default=None)
     first = days[0]
+    if added:  # rows of an older definition: recompute every stored day once (see the module doc)
+        first = min([first, *(f for f, _ in index.values())])
+        result.details["added_columns"] = added
     last = max(days[-1], newest_stored) if newest_stored and first <= newest_stored else days[-1]
     result.details.update(affected_days=[d.isoformat() for d in days], recomputed=[first.isoformat(), last.isoformat()])
 
@@ -90,22 +107,42 @@ def _recompute(tf: BaseTransformer, days: list[date], record, result) -> None:
         coins = {r["crypto_id"]: (r["first"], r["last"], r["n"]) for r in ohlc.groupBy("crypto_id").agg(
             F.min("snapshot_date").alias("first"), F.max("snapshot_date").alias("last"),
             F.sum("n_snapshots").alias("n")).collect()}
-        prior = _prior_rows(tf, set(coins) | {BTC_ID}, index, first)
+        # an upgraded table is recomputed from its first day: it has no history before R (nor the columns)
+        prior = None if added else _prior_rows(tf, set(coins) | {BTC_ID}, index, first)
         rows = conform(compute(ohlc, prior), table)
         where = f"snapshot_date >= DATE'{first.isoformat()}' AND snapshot_date <= DATE'{last.isoformat()}'"
+        # mergeSchema: new columns and the recomputation of every stored day land in one commit
         tf._with_metadata(record, lambda: rows.write.format("delta").mode("overwrite").option("replaceWhere", where)
-                          .save(tf.uri(table.name)), {"replace_where": where})
+                          .option("mergeSchema", bool(added)).save(tf.uri(table.name)), {"replace_where": where})
         version, metrics = tf.last_commit(table.name, record)
     finally:
         ohlc.unpersist()
+    if stored_columns != table.column_names:
+        _declared_order(tf, table, record)
     _write_index(tf, index, coins)
     result.rows_in, result.delta_version = sum(n for _, _, n in coins.values()), version
     result.rows_written = int((metrics or {}).get("numOutputRows", 0))
 
 
+def _declared_order(tf: BaseTransformer, table: Table, record) -> None:
+    """Move columns that schema evolution appended at the end to their declared place (metadata-only commits;
+    also completes a run killed between its write and this step)."""
+    current = tf.read_silver(table.name).columns
+    declared = table.column_names
+    for i, name in enumerate(declared):
+        if current.index(name) == i:
+            continue
+        position = f"AFTER `{declared[i - 1]}`" if i else "FIRST"
+        tf._with_metadata(record, lambda: tf.spark.sql(
+            f"ALTER TABLE delta.`{tf.uri(table.name)}` ALTER COLUMN `{name}` {position}"), {"moved_column": name})
+        current.remove(name)
+        current.insert(i, name)
+
+
 def _prior_rows(tf: BaseTransformer, coins: set[int], index: dict, first: date) -> DataFrame:
     """Stored daily rows before R that R's windows and running maxima need (see the module doc)."""
-    columns = ["crypto_id", "snapshot_date", "close_usd", "log_return", "running_max_close_usd"]
+    columns = ["crypto_id", "snapshot_date", "close_usd", "log_return", "log_return_gap_scaled",
+               "running_max_close_usd"]
     look_from = first - timedelta(days=LOOKBACK_DAYS)
     daily = tf.read_silver("fact_crypto_daily").select(*columns)
     wanted = sorted(coins)
@@ -150,23 +187,33 @@ def _write_index(tf: BaseTransformer, index: dict, coins: dict) -> None:
         .save(tf.uri(INDEX))
 
 
-def compute(current: DataFrame, prior: DataFrame) -> DataFrame:
+def compute(current: DataFrame, prior: DataFrame | None = None) -> DataFrame:
     """Window KPIs for the `current` day rows (OHLC), with `prior` stored rows as history. Pure: testable."""
-    prior = prior.select("crypto_id", "snapshot_date", "close_usd", "log_return",
-                         F.col("running_max_close_usd").alias("_m"), F.lit(False).alias("_current"))
-    cur = current.withColumn("log_return", F.lit(None).cast("double")) \
-                 .withColumn("_m", F.col("close_usd")).withColumn("_current", F.lit(True))
-    rows = cur.unionByName(prior, allowMissingColumns=True).withColumn("_day", F.unix_date("snapshot_date"))
+    no_return = F.lit(None).cast("double")
+    rows = current.select("*", no_return.alias("log_return"), no_return.alias("log_return_gap_scaled"),
+                          F.col("close_usd").alias("_m"), F.lit(True).alias("_current"))
+    if prior is not None:
+        rows = rows.unionByName(prior.select(
+            "crypto_id", "snapshot_date", "close_usd", "log_return", "log_return_gap_scaled",
+            F.col("running_max_close_usd").alias("_m"), F.lit(False).alias("_current")), allowMissingColumns=True)
+    rows = rows.withColumn("_day", F.unix_date("snapshot_date"))
     # one partitioning and ordering (coin, day) for every per-coin window, so one sort serves them all
     by_day = Window.partitionBy("crypto_id").orderBy("_day")
+
+    def new_or_stored(name: str, column):
+        """Computed for the current rows; the stored value for the prior rows (their predecessors are not read)."""
+        return F.when(F.col("_current"), column).otherwise(F.col(name))
+
     rows = (rows
-            .withColumn("log_return", F.when(F.col("_current"),
-                                             F.ln(F.col("close_usd") / F.lag("close_usd").over(by_day)))
-                        .otherwise(F.col("log_return")))
+            .withColumn("return_gap_days", F.when(F.col("_current"), F.col("_day") - F.lag("_day").over(by_day)))
+            .withColumn("log_return", new_or_stored("log_return",
+                                                    F.ln(F.col("close_usd") / F.lag("close_usd").over(by_day))))
+            .withColumn("log_return_gap_scaled", new_or_stored("log_return_gap_scaled",
+                                                               F.col("log_return") / F.sqrt("return_gap_days")))
             .withColumn("running_max_close_usd",
                         F.max("_m").over(by_day.rowsBetween(Window.unboundedPreceding, Window.currentRow)))
             # BTC's return of the same day, without a self-join (which would compute the rows twice)
-            .withColumn("_btc", F.max(F.when(F.col("crypto_id") == BTC_ID, F.col("log_return")))
+            .withColumn("_btc", F.max(F.when(F.col("crypto_id") == BTC_ID, F.col("log_return_gap_scaled")))
                         .over(Window.partitionBy("_day"))))
 
     def trailing(days: int):
@@ -175,11 +222,14 @@ def compute(current: DataFrame, prior: DataFrame) -> DataFrame:
     def finite(column):
         return F.nanvl(column, F.lit(None).cast("double"))
 
-    pairs = F.col("_btc").isNotNull() & F.col("log_return").isNotNull()
+    scaled = F.col("log_return_gap_scaled")
+    pairs = F.col("_btc").isNotNull() & scaled.isNotNull()
     rows = (rows
-            .withColumn("volatility_7d", F.stddev_samp("log_return").over(trailing(7)))
-            .withColumn("volatility_30d", F.stddev_samp("log_return").over(trailing(30)))
-            .withColumn("corr_btc_30d", finite(F.corr(F.when(pairs, F.col("log_return")),
-                                                      F.when(pairs, F.col("_btc"))).over(trailing(30))))
+            .withColumn("volatility_7d", F.stddev_samp(scaled).over(trailing(7)))
+            .withColumn("volatility_30d", F.stddev_samp(scaled).over(trailing(30)))
+            .withColumn("volatility_7d_annualized", F.col("volatility_7d") * ANNUALIZE)
+            .withColumn("volatility_30d_annualized", F.col("volatility_30d") * ANNUALIZE)
+            .withColumn("corr_btc_30d", finite(F.corr(F.when(pairs, scaled), F.when(pairs, F.col("_btc")))
+                                               .over(trailing(30))))
             .withColumn("drawdown", safe_div("close_usd", "running_max_close_usd") - 1))
     return rows.where("_current").drop("_m", "_current", "_day", "_btc")

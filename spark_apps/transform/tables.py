@@ -132,8 +132,9 @@ TABLE_LIST: tuple[Table, ...] = (
     Table("fact_crypto_daily", "crypto", "daily", ("crypto_id",), (
         "crypto_id long!", "open_usd double!", "high_usd double!", "low_usd double!", "close_usd double!",
         "n_snapshots int!", "first_snapshot_timestamp timestamp!", _SNAP, "log_return double",
-        "volatility_7d double", "volatility_30d double", "corr_btc_30d double", "running_max_close_usd double!",
-        "drawdown double",
+        "return_gap_days int", "log_return_gap_scaled double", "volatility_7d double", "volatility_30d double",
+        "volatility_7d_annualized double", "volatility_30d_annualized double", "corr_btc_30d double",
+        "running_max_close_usd double!", "drawdown double",
     ), ("crypto_listings_latest",), partitioned=True, reads=("fact_crypto_market",)),
     # -- category domain ---------------------------------------------------------------------------------------
     Table("dim_crypto_category", "category", "identity", ("category_id",), (

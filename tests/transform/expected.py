@@ -87,25 +87,28 @@ def daily(market_rows: pd.DataFrame) -> pd.DataFrame:
                     "snapshot_timestamp": g.snapshot_timestamp.iloc[-1], "run_id": g.run_id.iloc[-1],
                     "source_file": g.source_file.iloc[-1]})
     d = pd.DataFrame(out).sort_values(["crypto_id", "snapshot_date"]).reset_index(drop=True)
-    returns: dict[tuple, float | None] = {}
+    d[["log_return", "return_gap_days", "log_return_gap_scaled"]] = np.nan  # a coin's first day has no return
+    scaled: dict[tuple, float] = {}  # (coin, day) -> the return over the gap, divided by sqrt(gap days)
     for coin, g in d.groupby("crypto_id"):
-        previous, peak = None, -math.inf
+        previous_close, previous_day, peak = None, None, -math.inf
         for i, row in g.iterrows():
-            ret = math.log(row.close_usd / previous) if previous else None
             peak = max(peak, row.close_usd)
-            returns[(coin, row.snapshot_date)] = ret
-            d.loc[i, "log_return"] = ret
+            if previous_close is not None:
+                ret, gap = math.log(row.close_usd / previous_close), (row.snapshot_date - previous_day).days
+                d.loc[i, "log_return"], d.loc[i, "return_gap_days"] = ret, gap
+                d.loc[i, "log_return_gap_scaled"] = scaled[(coin, row.snapshot_date)] = ret / math.sqrt(gap)
             d.loc[i, "running_max_close_usd"] = peak
             d.loc[i, "drawdown"] = row.close_usd / peak - 1
-            previous = row.close_usd
+            previous_close, previous_day = row.close_usd, row.snapshot_date
+    btc = {day: r for (c, day), r in scaled.items() if c == BTC}
     for i, row in d.iterrows():
         def window(days):
             lo = row.snapshot_date - timedelta(days=days - 1)
-            return [(day, r) for (c, day), r in returns.items()
-                    if c == row.crypto_id and lo <= day <= row.snapshot_date and r is not None]
-        d.loc[i, "volatility_7d"] = _std([r for _, r in window(7)])
-        d.loc[i, "volatility_30d"] = _std([r for _, r in window(30)])
-        btc = {day: r for (c, day), r in returns.items() if c == BTC and r is not None}
+            return [(day, r) for (c, day), r in scaled.items() if c == row.crypto_id and lo <= day <= row.snapshot_date]
+        for days in (7, 30):
+            vol = _std([r for _, r in window(days)])
+            d.loc[i, f"volatility_{days}d"] = vol
+            d.loc[i, f"volatility_{days}d_annualized"] = None if vol is None else vol * math.sqrt(365)
         d.loc[i, "corr_btc_30d"] = _corr([(r, btc[day]) for day, r in window(30) if day in btc])
     return d
 
