@@ -1,7 +1,8 @@
 """The lake: one API over `file://` and `s3://` roots, with the path contract of DESIGN.md.
 
-Writes are immutable and atomic. A local file is written under a temporary name and hard-linked into place
-(the link fails if the name exists, so nothing is ever overwritten); an S3 object becomes visible only when its
+Writes are immutable and atomic, and the store itself refuses to replace a file (docs/lake.md). A local file
+is written under a temporary name and hard-linked into place (the link fails if the name exists); an S3 object
+is uploaded with `If-None-Match: *` (the store answers 412 if the key exists) and becomes visible only when its
 upload completes. A snapshot as a whole becomes visible when its run's ledger record is written (see ledger.py).
 """
 
@@ -15,15 +16,25 @@ from datetime import datetime, timezone
 from typing import Iterable
 from urllib.parse import urlsplit
 
+import boto3
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from cryptolake.errors import LakeError
 from cryptolake.settings import Settings
 
 LAYERS = ("bronze", "silver", "gold")
 SPARK_EVENTS = "spark-events"
+
+# boto3's classic transfer manager (multipart from 8 MiB) sends every request through our client, so the
+# create-only hook below applies to it; the CRT one would bypass the hook.
+_UPLOADS = TransferConfig(preferred_transfer_client="classic")
+# 412: the key exists; 409: another conditional write to the key was under way.
+_CONCURRENT_WRITE_CODES = ("PreconditionFailed", "ConditionalRequestConflict")
 
 
 def snapshot_stamp(ts: datetime) -> str:
@@ -55,14 +66,24 @@ class WriteResult:
     bytes: int
 
 
-class Lake:
-    """A lake root. Paths given to its methods are relative to the root, with `/` separators."""
+def _create_only(params: dict, **_) -> None:
+    """Make a PutObject or CompleteMultipartUpload conditional: boto3's upload manager cannot pass IfNoneMatch."""
+    params["IfNoneMatch"] = "*"
 
-    def __init__(self, uri: str, filesystem: pafs.FileSystem, root: str):
+
+class Lake:
+    """A lake root. Paths given to its methods are relative to the root, with `/` separators.
+
+    On S3, reads go through pyarrow and writes through `s3` (a boto3 client): only boto3 can make an upload
+    conditional.
+    """
+
+    def __init__(self, uri: str, filesystem: pafs.FileSystem, root: str, s3=None):
         self.uri = uri.rstrip("/")
         self.fs = filesystem
         self._root = root.rstrip("/")
         self.is_local = isinstance(filesystem, pafs.LocalFileSystem)
+        self.s3 = s3
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Lake":
@@ -79,7 +100,19 @@ class Lake:
             allow_bucket_creation=False,
             allow_bucket_deletion=False,
         )
-        return cls(settings.lake_uri, fs, parts.netloc + parts.path)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=settings.aws_endpoint_url,
+            aws_access_key_id=settings.aws_access_key_id,
+            aws_secret_access_key=settings.aws_secret_access_key,
+            region_name=settings.aws_region,
+            # pyarrow and S3A address buckets by path under an endpoint; boto3 would use virtual hosts
+            config=Config(s3={"addressing_style": "path" if endpoint else "auto"}),
+        )
+        if settings.lake_conditional_writes:
+            for operation in ("PutObject", "CompleteMultipartUpload"):
+                s3.meta.events.register(f"before-parameter-build.s3.{operation}", _create_only)
+        return cls(settings.lake_uri, fs, parts.netloc + parts.path, s3)
 
     # -- addressing ---------------------------------------------------------------------------------------
     def _abs(self, rel: str) -> str:
@@ -152,6 +185,7 @@ class Lake:
             self.fs.create_dir(path, recursive=True)
 
     def _atomic_output(self, rel: str) -> "_AtomicOutput":
+        # Only an early, friendly refusal: a writer can still publish between this check and ours (see _publish).
         if self.exists(rel):
             raise LakeError(f"{self.uri_of(rel)} already exists",
                             "Lake files are immutable; write a new snapshot instead of replacing one")
@@ -161,8 +195,8 @@ class Lake:
 class _AtomicOutput:
     """Writes go to a local temporary file first; the target appears only once the file is complete.
 
-    Locally the temp file is hard-linked into place; on S3 it is uploaded in one go after close. An S3 output
-    stream cannot be aborted from Python, so streaming straight to S3 could leave a half-written object.
+    Locally the temp file is hard-linked into place; on S3 it is uploaded after close. An S3 output stream
+    cannot be aborted from Python, so streaming straight to S3 could leave a half-written object.
     """
 
     def __init__(self, lake: Lake, path: str, rel: str):
@@ -190,12 +224,24 @@ class _AtomicOutput:
         return False
 
     def _publish(self) -> None:
-        if not self.lake.is_local:
-            pafs.copy_files(self.tmp, self.path, source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=self.lake.fs)
-            return
+        """Create the target from the temp file; the link or the conditional put fails if it exists already."""
         try:
-            os.link(self.tmp, self.path)
+            if self.lake.is_local:
+                os.link(self.tmp, self.path)
+            else:
+                bucket, _, key = self.path.partition("/")
+                with create_transfer_manager(self.lake.s3, _UPLOADS) as uploads:
+                    uploads.upload(self.tmp, bucket, key).result()
         except FileExistsError as err:
-            raise LakeError(f"{self.lake.uri_of(self.rel)} was written concurrently",
-                            "Another run wrote the same snapshot; keep one of them") from err
+            raise self._written_concurrently() from err
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            if error.get("Code") in _CONCURRENT_WRITE_CODES:
+                raise self._written_concurrently() from err
+            raise LakeError(f"{self.lake.uri_of(self.rel)} could not be written: {error.get('Code')}: "
+                            f"{error.get('Message', '').rstrip('.')}", "Check the AWS_* settings; a store "
+                            "that rejects If-None-Match needs LAKE_CONDITIONAL_WRITES=false (docs/lake.md)") from err
+
+    def _written_concurrently(self) -> LakeError:
+        return LakeError(f"{self.lake.uri_of(self.rel)} was written concurrently",
+                         "Another run wrote the same snapshot; keep one of them")

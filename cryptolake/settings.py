@@ -92,6 +92,15 @@ def _check_fraction(name: str) -> Callable[[str], str | None]:
     return check
 
 
+def _check_bool(name: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if value.lower() not in ("true", "false"):
+            return f"{name} {value!r} must be true or false"
+        return None
+
+    return check
+
+
 @dataclass(frozen=True)
 class Variable:
     env: str
@@ -113,6 +122,9 @@ SETTINGS: tuple[Variable, ...] = (
     Variable("AWS_ACCESS_KEY_ID", "aws_access_key_id", "S3 access key id"),
     Variable("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key", "S3 secret key", secret=True),
     Variable("AWS_REGION", "aws_region", "S3 region", lambda: "us-east-1"),
+    Variable("LAKE_CONDITIONAL_WRITES", "lake_conditional_writes",
+             "S3 writes ask the store to refuse an existing key (If-None-Match: *); false only for a store "
+             "without conditional writes (docs/lake.md)", lambda: "true", _check_bool("LAKE_CONDITIONAL_WRITES")),
     Variable("WAREHOUSE_URL", "warehouse_url", "postgresql+psycopg2://user:pw@host:port/db",
              check=_check_warehouse_url, secret=True),
     Variable("CMC_MONTHLY_CREDITS", "cmc_monthly_credits", "plan's monthly credit quota",
@@ -154,6 +166,7 @@ class Settings:
     aws_access_key_id: str | None
     aws_secret_access_key: str | None
     aws_region: str
+    lake_conditional_writes: bool
     warehouse_url: str | None
     cmc_monthly_credits: int
     cmc_rate_limit: int
@@ -191,6 +204,7 @@ class Settings:
         values["cmc_credit_margin"] = float(values["cmc_credit_margin"])
         values["cmc_run_ceiling_factor"] = float(values["cmc_run_ceiling_factor"])
         values["lake_uri"] = values["lake_uri"].rstrip("/")
+        values["lake_conditional_writes"] = values["lake_conditional_writes"].lower() == "true"
         return cls(**values)
 
     def require(self, field: str, hint: str) -> str:

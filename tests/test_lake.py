@@ -1,12 +1,14 @@
-"""Lake I/O on both backends: path contract, Parquet round trip, immutability, atomic visibility."""
+"""Lake I/O on both backends: path contract, Parquet round trip, immutability (enforced by the store), atomic
+visibility."""
 
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
 
-from cryptolake.errors import LakeError
-from cryptolake.lake import bronze_path
+from cryptolake.errors import LakeError, SettingsError
+from cryptolake.lake import Lake, _AtomicOutput, bronze_path
+from tests.conftest import settings_for
 
 TS = datetime(2026, 11, 25, 8, 20, 5, tzinfo=timezone.utc)
 SCHEMA = pa.schema([("id", pa.int64()), ("price_usd", pa.float64()),
@@ -81,3 +83,44 @@ def test_paths_cannot_escape_the_root(lake):
 def test_spark_uri_uses_s3a(s3_lake, file_lake):
     assert s3_lake.spark_uri("silver/t").startswith("s3a://cryptolake/tests/")
     assert file_lake.spark_uri("silver/t").startswith("file:///")
+
+
+@pytest.mark.parametrize("size", [5, 9 * 2**20], ids=["single-put", "multipart"])
+def test_a_racing_writer_cannot_overwrite(lake, size):
+    """Both writers pass the exists() check before either publishes; the store must refuse the second."""
+    rel = "_meta/extract/x/run.json"
+    first, second = lake._atomic_output(rel), lake._atomic_output(rel)
+    with first as stream:
+        stream.write(b"1" * size)
+    with pytest.raises(LakeError, match="written concurrently"):
+        with second as stream:
+            stream.write(b"2" * size)
+    assert lake.read_bytes(rel) == b"1" * size
+
+
+def test_without_conditional_writes_only_the_early_check_guards(s3_lake, stack_env):
+    """The fallback of docs/lake.md for a store without conditional writes, race window included."""
+    fallback = Lake.from_settings(settings_for(s3_lake.uri, {**stack_env, "LAKE_CONDITIONAL_WRITES": "false"}))
+    rel = "_meta/extract/x/run.json"
+    first, second = fallback._atomic_output(rel), fallback._atomic_output(rel)
+    with first as stream:
+        stream.write(b"first")
+    with pytest.raises(LakeError, match="already exists"):
+        fallback.write_bytes(rel, b"late")
+    with second as stream:  # checked before the first published: nothing stops it
+        stream.write(b"second")
+    assert fallback.read_bytes(rel) == b"second"
+
+
+def test_conditional_writes_setting_is_a_boolean():
+    with pytest.raises(SettingsError, match="LAKE_CONDITIONAL_WRITES 'maybe' must be true or false"):
+        settings_for("file:///tmp/lake", {"LAKE_CONDITIONAL_WRITES": "maybe"})
+
+
+def test_a_refused_upload_is_a_lake_error_without_secrets(s3_lake, stack_env):
+    wrong = "wrong-secret-0123456789"
+    lake = Lake.from_settings(settings_for(s3_lake.uri, {**stack_env, "AWS_SECRET_ACCESS_KEY": wrong}))
+    with pytest.raises(LakeError, match="a.json could not be written: SignatureDoesNotMatch: ") as err:
+        with _AtomicOutput(lake, lake._abs("a.json"), "a.json") as stream:  # the publish step alone
+            stream.write(b"{}")
+    assert wrong not in str(err.value) and stack_env["AWS_SECRET_ACCESS_KEY"] not in str(err.value)
