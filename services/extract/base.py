@@ -311,7 +311,9 @@ class ExtractRun:
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Typed batches, chunk by chunk, within the ceiling; failed and unparsable chunks are journaled."""
         ex = self.extractor
-        ceiling = self.ceiling or Ceiling.around(0, 0, self.settings)
+        if self.ceiling is None:
+            self.estimate()
+        ceiling = self.ceiling
         plan = ex.plan.chunks(self)
         with progress.bar(self.record.details.get("estimated_calls"), ex.name, "call") as bar:
             chunk = next(plan, None)
