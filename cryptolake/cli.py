@@ -36,7 +36,8 @@ pass_context = click.make_pass_decorator(Context)
 
 # The optional modules by the extra of pyproject.toml that installs them (tests/test_packaging.py checks both).
 EXTRA_OF_MODULE = {"requests": "extract", "tenacity": "extract", "numpy": "sandbox", "pyspark": "spark",
-                   "delta": "spark", "sqlalchemy": "spark", "alembic": "spark", "psycopg2": "spark"}
+                   "delta": "spark", "sqlalchemy": "warehouse", "alembic": "warehouse",
+                   "psycopg2": "warehouse"}
 
 
 class _Cli(click.Group):

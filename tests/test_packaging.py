@@ -20,7 +20,8 @@ from cryptolake.cli import EXTRA_OF_MODULE
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 ROOTS = {"cryptolake": REPO / "cryptolake", "cryptolake/services": REPO / "services",
-         "cryptolake/spark_apps": REPO / "spark_apps"}
+         "cryptolake/spark_apps": REPO / "spark_apps", "cryptolake/warehouse": REPO / "warehouse",
+         "cryptolake/migrations": REPO / "migrations"}
 
 
 def requirement_name(requirement: str) -> str:
@@ -38,7 +39,7 @@ def test_each_optional_module_names_the_extra_that_installs_it():
     dists = {module: {requirement_name(d) for d in found} for module, found in packages_distributions().items()}
     for module, extra in EXTRA_OF_MODULE.items():
         assert dists[module] & {requirement_name(r) for r in extras[extra]}, (module, extra)
-    for extra in ("extract", "sandbox", "spark"):
+    for extra in ("extract", "sandbox", "spark", "warehouse"):
         for requirement in extras[extra]:
             name = requirement_name(requirement)
             if name != "cryptolakehouse":
@@ -65,7 +66,8 @@ def test_the_wheel_holds_every_module_and_the_pom(wheel):
     [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "License-Expression: Apache-2.0" in text
-    assert set(re.findall(r"^Provides-Extra: (\S+)$", text, re.M)) == {"extract", "sandbox", "spark", "airflow", "dev"}
+    extras = {"extract", "sandbox", "spark", "warehouse", "airflow", "dev"}
+    assert set(re.findall(r"^Provides-Extra: (\S+)$", text, re.M)) == extras
 
 
 @pytest.mark.wheel
