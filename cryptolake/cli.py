@@ -114,6 +114,23 @@ def transform(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
     sys.exit(run(ctx.settings, group, tables=list(tables) or None))
 
 
+@cli.command()
+@click.option("--downgrade", "downgrade_to", metavar="REV",
+              help="Downgrade to this revision instead (base: remove every warehouse table and view).")
+@pass_context
+def migrate(ctx: Context, downgrade_to: str | None) -> None:
+    """Bring the warehouse (WAREHOUSE_URL) to the latest schema: tables, views, roles. Running it again changes
+    nothing.
+
+    Then creates or updates the login users whose passwords are set: cryptolake_loader_user
+    (WAREHOUSE_LOADER_PASSWORD) and cryptolake_analyst_user (WAREHOUSE_ANALYST_PASSWORD). See docs/warehouse.md.
+    """
+    from cryptolake.warehouse.migrate import migrate as run_migrate
+
+    for line in run_migrate(ctx.settings, downgrade_to):
+        click.echo(line)
+
+
 # -- local stack ---------------------------------------------------------------------------------------------
 @cli.group()
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".local"),

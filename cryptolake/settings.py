@@ -127,6 +127,12 @@ SETTINGS: tuple[Variable, ...] = (
              "without conditional writes (docs/lake.md)", lambda: "true", _check_bool("LAKE_CONDITIONAL_WRITES")),
     Variable("WAREHOUSE_URL", "warehouse_url", "postgresql+psycopg2://user:pw@host:port/db",
              check=_check_warehouse_url, secret=True),
+    Variable("WAREHOUSE_LOADER_PASSWORD", "warehouse_loader_password",
+             "password of login user cryptolake_loader_user, set by `cryptolake migrate` (unset: user untouched)",
+             secret=True),
+    Variable("WAREHOUSE_ANALYST_PASSWORD", "warehouse_analyst_password",
+             "password of login user cryptolake_analyst_user, set by `cryptolake migrate` (unset: user untouched)",
+             secret=True),
     Variable("CMC_MONTHLY_CREDITS", "cmc_monthly_credits", "plan's monthly credit quota",
              lambda: "10000", _check_positive_int("CMC_MONTHLY_CREDITS")),
     Variable("CMC_RATE_LIMIT", "cmc_rate_limit", "requests per minute allowed by the plan (key_info overrides)",
@@ -168,6 +174,8 @@ class Settings:
     aws_region: str
     lake_conditional_writes: bool
     warehouse_url: str | None
+    warehouse_loader_password: str | None
+    warehouse_analyst_password: str | None
     cmc_monthly_credits: int
     cmc_rate_limit: int
     cmc_credit_margin: float
