@@ -36,3 +36,29 @@ def engine(database_url):
 def migrated(engine):
     upgrade(engine)
     return engine
+
+
+@pytest.fixture
+def conn(migrated):
+    """A connection whose rows vanish after the test (rolled back), so each view test sees only its own rows."""
+    with migrated.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+def add(connection, model, *rows: dict) -> None:
+    """Insert hand-made rows (each with its own columns, the rest NULL); lineage, snapshot_date and
+    first_seen_timestamp get defaults when not given."""
+    columns = model.__table__.columns
+    for row in rows:
+        row = {"run_id": "20261126T080000Z-test01", "source_file": "bronze/test/test.parquet", **row}
+        if "snapshot_date" in columns and "snapshot_date" not in row:
+            row["snapshot_date"] = row["snapshot_timestamp"].date()
+        if "first_seen_timestamp" in columns and "first_seen_timestamp" not in row:
+            row["first_seen_timestamp"] = row["snapshot_timestamp"]
+        connection.execute(model.__table__.insert(), row)
+
+
+def rows(connection, sql: str, **params) -> list[dict]:
+    return [dict(r) for r in connection.execute(text(sql), params).mappings()]

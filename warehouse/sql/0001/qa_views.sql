@@ -44,8 +44,8 @@ WITH schedule(table_name, frequency_group, max_gap, weekdays_only) AS (VALUES
     FROM schedule s JOIN latest l USING (table_name)
 )
 SELECT a.table_name, a.frequency_group, a.latest_snapshot,
-       extract(epoch FROM now() - a.latest_snapshot) / 3600 AS age_hours,
-       extract(epoch FROM a.max_age) / 3600 AS max_age_hours,
+       extract(epoch FROM now() - a.latest_snapshot)::double precision / 3600 AS age_hours,
+       extract(epoch FROM a.max_age)::double precision / 3600 AS max_age_hours,
        a.latest_snapshot IS NULL OR now() - a.latest_snapshot > a.max_age AS is_stale
 FROM allowed a;
 COMMENT ON VIEW qa.table_freshness IS
@@ -166,8 +166,8 @@ COMMENT ON VIEW qa.out_of_range_kpis IS 'Rows whose KPI breaks a sanity rule (ne
 
 CREATE VIEW qa.load_latency AS
 SELECT w.table_name, w.delta_version, w.loaded_at, w.rows AS rows_loaded, f.latest_snapshot,
-       extract(epoch FROM w.loaded_at - f.latest_snapshot) / 60 AS minutes_snapshot_to_load,
-       extract(epoch FROM now() - w.loaded_at) / 3600 AS hours_since_load
+       extract(epoch FROM w.loaded_at - f.latest_snapshot)::double precision / 60 AS minutes_snapshot_to_load,
+       extract(epoch FROM now() - w.loaded_at)::double precision / 3600 AS hours_since_load
 FROM meta.load_watermark w
 LEFT JOIN qa.table_freshness f USING (table_name);
 COMMENT ON VIEW qa.load_latency IS
