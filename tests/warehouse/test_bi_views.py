@@ -64,7 +64,8 @@ def test_top_movers_rank_the_latest_snapshot_by_change_per_period(coins):
 
 
 def test_daily_risk_shows_ohlc_change_and_range_and_null_for_a_zero_open(coins):
-    day = {"n_snapshots": 5, "first_snapshot_timestamp": T1, "snapshot_timestamp": T2, "snapshot_date": date(2026, 11, 25),
+    day = {"n_snapshots": 5, "first_snapshot_timestamp": T1, "snapshot_timestamp": T2,
+           "snapshot_date": date(2026, 11, 25),
            "volatility_30d": 0.04, "corr_btc_30d": 0.8, "drawdown": -0.1}
     add(coins, FactCryptoDaily,
         {**day, "crypto_id": 1, "open_usd": 100.0, "high_usd": 120.0, "low_usd": 90.0, "close_usd": 110.0,

@@ -91,7 +91,8 @@ SELECT s.snapshot_timestamp, s.source, s.fear_greed_score, s.sentiment_label,
 FROM dw.fact_market_sentiment s
 LEFT JOIN LATERAL (
     SELECT * FROM dw.fact_global_market g
-    WHERE g.snapshot_timestamp <= s.snapshot_timestamp AND g.snapshot_timestamp > s.snapshot_timestamp - interval '1 day'
+    WHERE g.snapshot_timestamp <= s.snapshot_timestamp
+      AND g.snapshot_timestamp > s.snapshot_timestamp - interval '1 day'
     ORDER BY g.snapshot_timestamp DESC LIMIT 1
 ) g ON true;
 COMMENT ON VIEW bi.sentiment_vs_market IS
