@@ -63,6 +63,9 @@ def test_the_wheel_holds_every_module_and_the_pom(wheel):
                 for prefix, root in ROOTS.items() for path in root.rglob("*.py")}
     assert expected - names == set(), "add the missing packages to [tool.setuptools] packages in pyproject.toml"
     assert "cryptolake/spark_apps/pom.xml" in names  # the hint for resolving jars without a checkout
+    assert "cryptolake/migrations/script.py.mako" in names  # Alembic's template, read from the package
+    assert {f"cryptolake/warehouse/{p.relative_to(REPO / 'warehouse').as_posix()}"
+            for p in (REPO / "warehouse" / "sql").rglob("*.sql")} <= names  # the SQL the migrations apply
     [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "License-Expression: Apache-2.0" in text
@@ -95,8 +98,25 @@ def test_the_installed_wheel_runs_the_extractor_image_commands_outside_the_check
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(lake.glob("bronze/key_info/snapshot_date=*/key_info-*.parquet"))
     assert (done := run("transform", "--help")).returncode == 0 and "--group" in done.stdout, done.stderr
-    for args, extra in ((("transform", "--group", "daily"), "spark"), (("sandbox", "serve", "--port", "1"), "sandbox")):
+    for args, extra in ((("transform", "--group", "daily"), "spark"), (("sandbox", "serve", "--port", "1"), "sandbox"),
+                        (("migrate",), "warehouse")):
         done = run(*args)
         assert done.returncode == 1
         assert done.stderr.strip().splitlines() == [
             f"error: cryptolake {args[0]} needs the '{extra}' extra. Install it: pip install 'cryptolakehouse[{extra}]'"]
+
+
+@pytest.mark.wheel
+def test_the_installed_wheel_migrates_the_warehouse_outside_the_checkout(wheel, tmp_path, stack_env):
+    from tests.warehouse.conftest import fresh_database
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    outside = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                    f"{wheel}[warehouse]"], check=True, env=outside, timeout=600)
+    with fresh_database(stack_env["WAREHOUSE_URL"]) as url:
+        done = subprocess.run([str(venv / "bin" / "cryptolake"), "migrate"], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120,
+                              env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], "WAREHOUSE_URL": url})
+    assert done.returncode == 0 and done.stdout == "warehouse at revision 0001 (head)\n", done.stderr[-3000:]

@@ -3,7 +3,9 @@ see each other's rows; `migrated` is one at head."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -12,17 +14,25 @@ from sqlalchemy.engine import make_url
 from cryptolake.warehouse.migrate import engine_for, upgrade
 
 
-@pytest.fixture(scope="module")
-def database_url(stack_env) -> str:
-    admin_url = stack_env["WAREHOUSE_URL"]
+@contextlib.contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new empty database on the server of `admin_url` (a superuser URL); yields its URL, drops it after."""
     name = f"wh_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def database_url(stack_env) -> Iterator[str]:
+    with fresh_database(stack_env["WAREHOUSE_URL"]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
