@@ -56,6 +56,15 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+def install(wheel: Path, extra: str, venv: Path) -> Path:
+    """A fresh venv with the wheel and one extra, from PyPI, blind to this checkout."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    outside = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                    f"{wheel}[{extra}]"], check=True, env=outside, timeout=600)
+    return venv
+
+
 @pytest.mark.wheel
 def test_the_wheel_holds_every_module_and_the_pom(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -75,11 +84,7 @@ def test_the_wheel_holds_every_module_and_the_pom(wheel):
 
 @pytest.mark.wheel
 def test_the_installed_wheel_runs_the_extractor_image_commands_outside_the_checkout(wheel, tmp_path, stack_env):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    outside = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    f"{wheel}[extract]"], check=True, env=outside, timeout=600)
+    venv = install(wheel, "extract", tmp_path / "venv")
     work = tmp_path / "elsewhere"
     work.mkdir()
     lake = tmp_path / "lake"
@@ -110,11 +115,7 @@ def test_the_installed_wheel_runs_the_extractor_image_commands_outside_the_check
 def test_the_installed_wheel_migrates_the_warehouse_outside_the_checkout(wheel, tmp_path, stack_env):
     from tests.warehouse.conftest import fresh_database
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    outside = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    f"{wheel}[warehouse]"], check=True, env=outside, timeout=600)
+    venv = install(wheel, "warehouse", tmp_path / "venv")
     with fresh_database(stack_env["WAREHOUSE_URL"]) as url:
         done = subprocess.run([str(venv / "bin" / "cryptolake"), "migrate"], capture_output=True, text=True,
                               cwd=tmp_path, timeout=120,
