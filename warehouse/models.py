@@ -23,7 +23,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMAS = ("dw", "bi", "qa", "meta")
-BTC_ID, ETH_ID = 1, 1027  # CoinMarketCap ids (the symbols are not unique)
 
 # Load semantics per dw table (DESIGN.md, Load semantics): what ON CONFLICT does on the primary key.
 IDENTITY, TEMPORAL, DAILY = "identity", "temporal", "daily"
