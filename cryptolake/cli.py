@@ -115,6 +115,30 @@ def transform(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.option("--group", type=click.Choice(GROUPS), required=True,
+              help="Load the warehouse tables of this frequency group (dimensions before facts).")
+@click.option("--table", "tables", multiple=True, help="Only this table of the group (repeatable).")
+@pass_context
+def load(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
+    """Silver Delta -> PostgreSQL warehouse (WAREHOUSE_URL) for a frequency group, from each table's change feed.
+
+    Only silver versions not loaded yet are read; running twice changes nothing. Rows with unknown foreign keys
+    wait in meta.rejected_rows until their dimension is loaded. The SparkApplication runs the same entry
+    (spark_apps/load/main.py). Exit status: 0 every table loaded or up to date, 1 some table failed: see the
+    log and the ledger under _meta/load/.
+    """
+    from cryptolake.spark_apps.load.main import run
+    from cryptolake.spark_apps.transform.tables import tables_of
+
+    known = [t.name for t in tables_of(group)]
+    unknown = [t for t in tables if t not in known]
+    if unknown:
+        raise click.UsageError(f"{', '.join(unknown)} not in group {group}; choose from: {', '.join(known)}")
+    logs.set_context(job=f"load:{group}")
+    sys.exit(run(ctx.settings, group, tables=list(tables) or None))
+
+
+@cli.command()
 @click.option("--downgrade", "downgrade_to", metavar="REV",
               help="Downgrade to this revision instead (base: remove every warehouse table and view).")
 @pass_context

@@ -1,0 +1,241 @@
+"""Silver Delta -> PostgreSQL warehouse, one dw table at a time, in foreign-key order (DESIGN.md, Load semantics).
+
+Per table:
+  advisory lock (a second load of the same table refuses) -> the silver rows changed since the watermark
+  (change data feed; the first load reads the table at its current version) -> latest row per primary key
+  -> Spark JDBC into an UNLOGGED staging table meta.load_stage_<table> -> ONE transaction: pending rejected
+  rows join the staged rows, rows with a NULL key or an unknown foreign key go to meta.rejected_rows (with
+  the reason), the rest are upserted into dw (ON CONFLICT DO NOTHING or DO UPDATE per models.upsert_kind),
+  rejected rows now loaded are marked resolved, the watermark advances, the staging table is dropped.
+A load killed anywhere leaves dw and the watermark as they were: the next load reads the same versions again.
+Silver deletes (change type `delete`) are not propagated: the warehouse keeps what it loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from sqlalchemy import Table, text
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from cryptolake import logs, progress
+from cryptolake.errors import CryptolakeError
+from cryptolake.lake import Lake
+from cryptolake.ledger import Ledger
+from cryptolake.settings import Settings
+from cryptolake.spark_apps.transform.tables import tables_of
+from cryptolake.warehouse.migrate import engine_for
+from cryptolake.warehouse.models import load_order, upsert_kind
+
+log = logs.get(__name__)
+REASON = "_reason"  # staging-only column: why a row cannot be loaded (NULL: it can)
+
+
+class LoadRefused(CryptolakeError):
+    """Another load of the same table holds its advisory lock."""
+
+
+@dataclass(frozen=True)
+class Jdbc:
+    """Where Spark writes: the URL carries no credentials; the password travels only as a write option."""
+
+    url: str
+    user: str
+    password: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Jdbc":
+        if not settings.warehouse_url:
+            raise CryptolakeError("WAREHOUSE_URL is not set", "Set it (see `cryptolake local env`) and run again")
+        logs.register_secret(settings.warehouse_url)
+        url = make_url(settings.warehouse_url)
+        query = f"?{urlencode(dict(url.query))}" if url.query else ""
+        return cls(f"jdbc:postgresql://{url.host or 'localhost'}:{url.port or 5432}/{url.database}{query}",
+                   url.username or "", url.password or "")
+
+
+@dataclass
+class TableLoad:
+    table: str
+    status: str                      # success | skipped (nothing new, nothing resolved)
+    from_version: int | None = None  # watermark before the load (None: first load)
+    to_version: int | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0             # inserted or changed in dw
+    rows_rejected: int = 0           # pending in meta.rejected_rows after the load
+    rows_resolved: int = 0           # earlier rejected rows loaded now
+
+
+@dataclass
+class LoadResult:
+    group: str
+    tables: list[TableLoad] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def load_group(spark: SparkSession, settings: Settings, group: str, *, tables: list[str] | None = None,
+               lake: Lake | None = None) -> LoadResult:
+    """Load the group's tables (or the given subset) dimensions first; fail-soft per table."""
+    lake = lake or Lake.from_settings(settings)
+    names = {t.name for t in tables_of(group)} & set(tables or [t.name for t in tables_of(group)])
+    chosen = [t for t in load_order() if t.name in names]
+    jdbc = Jdbc.from_settings(settings)
+    engine = engine_for(settings.warehouse_url)
+    outcome = LoadResult(group)
+    try:
+        with progress.bar(len(chosen), f"load {group}", "table") as bar:
+            for table in chosen:
+                bar.set_postfix_str(table.name)
+                try:
+                    with logs.context(table=table.name):
+                        outcome.tables.append(TableLoader(spark, engine, jdbc, lake, table, group).run())
+                except Exception as exc:
+                    log.error("%s failed: %s", table.name, logs.redact(f"{type(exc).__name__}: {exc}"),
+                              exc_info=not isinstance(exc, CryptolakeError))
+                    outcome.failed.append(table.name)
+                bar.update()
+    finally:
+        engine.dispose()
+    log.info("load %s: %d tables loaded, %d failed%s", group, len(outcome.tables), len(outcome.failed),
+             f" ({', '.join(outcome.failed)})" if outcome.failed else "")
+    return outcome
+
+
+class TableLoader:
+    def __init__(self, spark: SparkSession, engine: Engine, jdbc: Jdbc, lake: Lake, table: Table, group: str):
+        self.spark, self.engine, self.jdbc, self.lake, self.table, self.group = spark, engine, jdbc, lake, table, group
+        self.name = table.name
+        self.stage = f"meta.load_stage_{self.name}"
+        self.columns = [c.name for c in table.columns]
+        self.keys = [c.name for c in table.primary_key.columns]
+        self.uri = lake.spark_uri(f"silver/{self.name}")
+
+    def run(self) -> TableLoad:
+        with Ledger(self.lake).run("load", self.name, params={"group": self.group}) as record, \
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as session:
+            self._lock(session)
+            if not self.lake.exists(f"silver/{self.name}/_delta_log"):
+                raise CryptolakeError(f"silver table {self.name} does not exist yet",
+                                      "Run `cryptolake transform` for its group first")
+            since = session.execute(text("SELECT delta_version FROM meta.load_watermark WHERE table_name = :t"),
+                                    {"t": self.name}).scalar()
+            current = self._current_version()
+            result = TableLoad(self.name, "success", since, current)
+            self._create_stage(session)
+            if since is None or since < current:
+                self._write_stage(self._changes(since, current))
+            self._move(result, record.run_id)
+            if since == current and not result.rows_resolved:
+                result.status = record.status = "skipped"
+            record.rows = result.rows_loaded
+            record.upstream = {"silver": self.name, "from_version": since, "to_version": current}
+            record.details.update(rows_read=result.rows_read, rows_loaded=result.rows_loaded,
+                                  rows_rejected=result.rows_rejected, rows_resolved=result.rows_resolved)
+        log.info("%s: versions %s..%d, %d rows read, %d loaded, %d rejected pending, %d resolved", self.name,
+                 "-" if since is None else since + 1, current, result.rows_read, result.rows_loaded,
+                 result.rows_rejected, result.rows_resolved)
+        return result
+
+    # -- PostgreSQL ------------------------------------------------------------------------------------------
+    def _lock(self, session: Connection) -> None:
+        """A session advisory lock, released when the load ends or its process dies."""
+        if not session.execute(text("SELECT pg_try_advisory_lock(hashtext(:k))"),
+                               {"k": f"cryptolake-load:{self.name}"}).scalar():
+            raise LoadRefused(f"load of {self.name} refused: another load of this table is running "
+                              "(PostgreSQL advisory lock)", "Run it again once that load has ended")
+
+    def _create_stage(self, session: Connection) -> None:
+        """A fresh UNLOGGED copy of the target's columns, without constraints (bad keys are caught in SQL)."""
+        session.execute(text(f"DROP TABLE IF EXISTS {self.stage}"))
+        session.execute(text(f"CREATE UNLOGGED TABLE {self.stage} AS SELECT * FROM {self.table.fullname} "
+                             "WITH NO DATA"))
+        session.execute(text(f"ALTER TABLE {self.stage} ADD COLUMN {REASON} text"))
+
+    def _key_json(self, alias: str) -> str:
+        return "jsonb_build_object(" + ", ".join(f"'{k}', {alias}.{k}" for k in self.keys) + ")"
+
+    def _reason_sql(self) -> str:
+        checks = [f"WHEN s.{k} IS NULL THEN 'NULL key {k}'" for k in self.keys]
+        for fk in sorted(self.table.foreign_keys, key=lambda f: f.parent.name):
+            ref = fk.column
+            checks.append(f"WHEN s.{fk.parent.name} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {ref.table.fullname} d "
+                          f"WHERE d.{ref.name} = s.{fk.parent.name}) THEN 'unknown {fk.parent.name} "
+                          f"(not in {ref.table.fullname})'")
+        return f"CASE {' '.join(checks)} END"
+
+    def _move(self, result: TableLoad, run_id: str) -> None:
+        """The one transaction: retry pending rejects, reject, upsert, resolve, watermark, drop staging."""
+        cols = ", ".join(self.columns)
+        pk = ", ".join(self.keys)
+        if upsert_kind(self.name) == "update":
+            rest = [c for c in self.columns if c not in self.keys]
+            conflict = (f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in rest)} "
+                        f"WHERE ({', '.join(f'{self.table.fullname}.{c}' for c in rest)}) IS DISTINCT FROM "
+                        f"({', '.join(f'EXCLUDED.{c}' for c in rest)})")
+        else:
+            conflict = "DO NOTHING"
+        t = {"t": self.name}
+        with self.engine.begin() as tx:
+            tx.execute(text("SET LOCAL TimeZone = 'UTC'"))  # row_key JSON renders timestamps the same every time
+            result.rows_read = tx.execute(text(f"SELECT count(*) FROM {self.stage}")).scalar()
+            # pending rejects are tried again, unless the change feed brought a newer version of the row
+            tx.execute(text(
+                f"INSERT INTO {self.stage} ({cols}) SELECT {', '.join(f'p.{c}' for c in self.columns)} "
+                f"FROM meta.rejected_rows r, jsonb_populate_record(NULL::{self.stage}, r.row_data) p "
+                f"WHERE r.table_name = :t AND r.resolved_at IS NULL AND NOT EXISTS "
+                f"(SELECT 1 FROM {self.stage} s WHERE {self._key_json('s')} = r.row_key)"), t)
+            tx.execute(text(f"UPDATE {self.stage} s SET {REASON} = {self._reason_sql()}"))
+            tx.execute(text(
+                "INSERT INTO meta.rejected_rows (table_name, row_key, reason, row_data, first_seen_at, last_seen_at, "
+                f"attempts) SELECT DISTINCT ON (2) :t, {self._key_json('s')}, s.{REASON}, to_jsonb(s) - '{REASON}', "
+                f"now(), now(), 1 FROM {self.stage} s WHERE s.{REASON} IS NOT NULL "
+                "ON CONFLICT (table_name, row_key) DO UPDATE SET reason = EXCLUDED.reason, "
+                "row_data = EXCLUDED.row_data, last_seen_at = EXCLUDED.last_seen_at, "
+                "attempts = meta.rejected_rows.attempts + 1, resolved_at = NULL"), t)
+            result.rows_loaded = tx.execute(text(
+                f"INSERT INTO {self.table.fullname} ({cols}) SELECT {cols} FROM {self.stage} "
+                f"WHERE {REASON} IS NULL ON CONFLICT ({pk}) {conflict}")).rowcount
+            result.rows_resolved = tx.execute(text(
+                f"UPDATE meta.rejected_rows r SET resolved_at = now(), last_seen_at = now(), "
+                f"attempts = r.attempts + 1 FROM {self.stage} s WHERE r.table_name = :t AND r.resolved_at IS NULL "
+                f"AND s.{REASON} IS NULL AND r.row_key = {self._key_json('s')}"), t).rowcount
+            result.rows_rejected = tx.execute(text(
+                "SELECT count(*) FROM meta.rejected_rows WHERE table_name = :t AND resolved_at IS NULL"), t).scalar()
+            tx.execute(text(
+                "INSERT INTO meta.load_watermark (table_name, delta_version, loaded_at, rows, run_id) "
+                "VALUES (:t, :v, now(), :rows, :run) ON CONFLICT (table_name) DO UPDATE SET "
+                "delta_version = EXCLUDED.delta_version, loaded_at = EXCLUDED.loaded_at, rows = EXCLUDED.rows, "
+                "run_id = EXCLUDED.run_id"),
+                {**t, "v": result.to_version, "rows": result.rows_read, "run": run_id})
+            tx.execute(text(f"DROP TABLE {self.stage}"))
+
+    # -- Spark -----------------------------------------------------------------------------------------------
+    def _current_version(self) -> int:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self.uri).history(1).collect()[0]["version"]
+
+    def _changes(self, since: int | None, until: int) -> DataFrame:
+        """Rows inserted or updated in versions since+1..until, latest per key; first load: the table at `until`."""
+        reader = self.spark.read.format("delta")
+        if since is None:
+            return reader.option("versionAsOf", until).load(self.uri).select(*self.columns)
+        feed = (reader.option("readChangeFeed", "true").option("startingVersion", since + 1)
+                .option("endingVersion", until).load(self.uri)
+                .filter(F.col("_change_type").isin("insert", "update_postimage")))
+        latest = Window.partitionBy(*self.keys).orderBy(F.col("_commit_version").desc())
+        return feed.withColumn("_n", F.row_number().over(latest)).filter("_n = 1").select(*self.columns)
+
+    def _write_stage(self, frame: DataFrame) -> None:
+        (frame.write.format("jdbc").mode("append")
+         .option("url", self.jdbc.url).option("dbtable", self.stage).option("driver", "org.postgresql.Driver")
+         .option("user", self.jdbc.user).option("password", self.jdbc.password)
+         .option("batchsize", 5000).option("reWriteBatchedInserts", "true")
+         .save())

@@ -1,0 +1,173 @@
+"""Silver -> warehouse on the real PostgreSQL of the test stack, checked with delta-rs and SQL (not the loader).
+
+One module fixture builds silver once (init over two sandbox days) and runs the loads in the order an operator
+might: fact_crypto_market alone first (its dimension is not loaded yet: every row is rejected), then the whole
+group (the dimension arrives, the rejected rows are loaded), then the group again (nothing may change).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import text
+
+from cryptolake.lake import Lake
+from cryptolake.ledger import Ledger
+from cryptolake.spark_apps.load.loader import load_group
+from cryptolake.spark_apps.transform.runner import run_group
+from cryptolake.warehouse.migrate import engine_for, upgrade
+from cryptolake.warehouse.models import DW_TABLES
+from tests.conftest import REPO, settings_for
+from tests.transform import expected as E
+from tests.transform.bronze import write_snapshot
+from tests.transform.conftest import DAYS, copy_bronze
+from tests.warehouse.conftest import fresh_database
+
+pytestmark = pytest.mark.spark
+LAST_DAY = DAYS[1]
+MARKET_KPIS = ["price_usd", "market_cap_usd", "volume_24h_usd", "cmc_rank", "volume_to_market_cap_ratio",
+               "missing_supply_ratio", "supply_utilization", "fully_diluted_cap_ratio", "run_id", "source_file"]
+DAILY_KPIS = ["open_usd", "high_usd", "low_usd", "close_usd", "n_snapshots", "log_return", "volatility_7d",
+              "volatility_30d", "corr_btc_30d", "running_max_close_usd", "drawdown", "snapshot_timestamp",
+              "run_id", "source_file"]
+
+
+def state(engine) -> dict[str, tuple[int, str]]:
+    """Per dw table: row count and an order-independent checksum of every column."""
+    with engine.connect() as conn:
+        return {name: tuple(conn.execute(text(
+            f"SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM dw.{name} t")).one())
+            for name in DW_TABLES}
+
+
+def rejected(engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql("SELECT table_name, reason, attempts, resolved_at FROM meta.rejected_rows", conn)
+
+
+@pytest.fixture(scope="module")
+def loads(sandbox_bronze, spark, stack_env, tmp_path_factory):
+    root = tmp_path_factory.mktemp("load") / "lake"
+    copy_bronze(sandbox_bronze, root, LAST_DAY)
+    settings = settings_for(root.as_uri(), {})
+    lake = Lake.from_settings(settings)
+    assert run_group(spark, settings, "init", lake).exit_code == 0
+    with fresh_database(stack_env["WAREHOUSE_URL"]) as url:
+        engine = engine_for(url)
+        upgrade(engine)
+        settings = settings_for(root.as_uri(), {"WAREHOUSE_URL": url})
+        out = SimpleNamespace(lake=lake, root=root, settings=settings, engine=engine, url=url)
+        out.fact_first = load_group(spark, settings, "init", tables=["fact_crypto_market"], lake=lake)
+        out.rejected_first = rejected(engine)
+        out.market_first = state(engine)["fact_crypto_market"]
+        out.full = load_group(spark, settings, "init", lake=lake)
+        out.after_full = state(engine)
+        out.again = load_group(spark, settings, "init", lake=lake)
+        out.after_again = state(engine)
+        yield out
+        engine.dispose()
+
+
+def dw(loads, table: str) -> pd.DataFrame:
+    with loads.engine.connect() as conn:
+        return pd.read_sql(f"SELECT * FROM dw.{table}", conn)
+
+
+def test_a_fact_before_its_dimension_is_rejected_with_the_reason_then_loaded_when_it_arrives(loads):
+    silver_rows = len(E.silver(loads.lake, "fact_crypto_market"))
+    assert loads.fact_first.exit_code == 0 and loads.market_first[0] == 0
+    first = loads.rejected_first
+    assert len(first) == silver_rows
+    assert set(first.reason) == {"unknown crypto_id (not in dw.dim_crypto_id)"}
+    assert first.resolved_at.isna().all()
+    now = rejected(loads.engine).query("table_name == 'fact_crypto_market'")
+    assert len(now) == silver_rows and now.resolved_at.notna().all()  # kept, marked resolved, never dropped
+    assert loads.after_full["fact_crypto_market"][0] == silver_rows
+
+
+def loadable(lake: Lake, name: str) -> pd.DataFrame:
+    """The silver rows whose foreign keys exist in the silver tables they reference."""
+    rows = E.silver(lake, name)
+    for fk in DW_TABLES[name].__table__.foreign_keys:
+        rows = rows[rows[fk.parent.name].isin(E.silver(lake, fk.column.table.name)[fk.column.name])]
+    return rows
+
+
+def test_a_full_load_loads_every_table_with_the_counts_of_silver(loads):
+    """Every silver row is in dw, or pending in meta.rejected_rows because its dimension is not in silver
+    (the sandbox's exchanges hold coins beyond the coin map it serves)."""
+    assert loads.full.exit_code == 0 and not loads.full.failed
+    assert {t.table for t in loads.full.tables} == set(DW_TABLES)
+    pending = rejected(loads.engine).query("resolved_at.isna()").groupby("table_name").size().to_dict()
+    assert set(pending) == {"fact_exchange_assets"}
+    for name in DW_TABLES:
+        silver, expected = len(E.silver(loads.lake, name)), len(loadable(loads.lake, name))
+        assert loads.after_full[name][0] == expected > 0, name
+        assert pending.get(name, 0) == silver - expected, name
+    with loads.engine.connect() as conn:
+        marks = dict(conn.execute(text("SELECT table_name, delta_version FROM meta.load_watermark")).all())
+        staging = conn.execute(text("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'load_stage_%'")).scalar()
+    assert set(marks) == set(DW_TABLES) and staging == 0
+
+
+def test_warehouse_kpis_equal_silver(loads):
+    E.assert_close(dw(loads, "fact_crypto_market"), E.silver(loads.lake, "fact_crypto_market"),
+                   ["crypto_id", "snapshot_timestamp"], MARKET_KPIS, rel=1e-9)
+    E.assert_close(dw(loads, "fact_crypto_daily"), E.silver(loads.lake, "fact_crypto_daily"),
+                   ["crypto_id", "snapshot_date"], DAILY_KPIS, rel=1e-9)
+
+
+def test_loading_twice_changes_nothing(loads):
+    assert loads.again.exit_code == 0
+    assert loads.after_again == loads.after_full
+    assert {t.status for t in loads.again.tables} == {"skipped"}
+
+
+def test_the_password_reaches_neither_spark_conf_nor_the_ledger(loads, spark):
+    password = loads.engine.url.password
+    assert password and len(password) >= 4
+    assert not any(password in str(v) for _, v in spark.sparkContext.getConf().getAll())
+    for record in Ledger(loads.lake).runs("load", "fact_crypto_market"):
+        assert password not in record.to_json().decode() and record.upstream["to_version"] >= 0
+
+
+def test_a_second_load_of_the_same_table_refuses_with_one_clear_line(loads):
+    with loads.engine.connect() as holder:  # as if another load of the table were running
+        holder.execute(text("SELECT pg_advisory_lock(hashtext('cryptolake-load:fact_global_market'))"))
+        done = subprocess.run(
+            [sys.executable, "-m", "cryptolake", "--log-json", "load", "--group", "10x", "--table",
+             "fact_global_market"], capture_output=True, text=True, cwd=REPO, timeout=600,
+            env={**os.environ, "PYTHONPATH": str(REPO), "LAKE_URI": loads.root.as_uri(), "WAREHOUSE_URL": loads.url})
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "load of fact_global_market refused: another load of this table is running" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: load 10x: fact_global_market failed")
+    assert loads.engine.url.password not in done.stderr + done.stdout
+    assert Ledger(loads.lake).latest("load", "fact_global_market", ("failed",)) is not None
+
+
+def test_an_intraday_update_of_fact_crypto_daily_reaches_the_warehouse(loads, spark):
+    """A later snapshot of the same day changes the day's close/high/low: DO UPDATE, not DO NOTHING."""
+    newest = sorted((loads.root / "bronze" / "crypto_listings_latest").glob(f"snapshot_date={LAST_DAY}/*"))[-1]
+    rows = pq.read_table(newest).to_pylist()
+    rows = [{**r, "price_usd": r["price_usd"] * 1.5} for r in rows]
+    write_snapshot(loads.lake, "crypto_listings_latest", datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, 20,
+                                                                  tzinfo=timezone.utc), rows)
+    before = dw(loads, "fact_crypto_daily")
+    assert run_group(spark, loads.settings, "5x", loads.lake).exit_code == 0
+    result = load_group(spark, loads.settings, "5x", lake=loads.lake)
+    assert result.exit_code == 0
+    after = dw(loads, "fact_crypto_daily")
+    E.assert_close(after, E.silver(loads.lake, "fact_crypto_daily"), ["crypto_id", "snapshot_date"], DAILY_KPIS,
+                   rel=1e-9)
+    today = after[after.snapshot_date == LAST_DAY]
+    assert len(today) == len(before[before.snapshot_date == LAST_DAY]) and (today.n_snapshots >= 2).all()
+    changed = today.merge(before, on=["crypto_id", "snapshot_date"], suffixes=("", "_before"))
+    assert ((changed.high_usd - changed.close_usd).abs() < 1e-9 * changed.close_usd).any()  # the new high
+    assert (changed.close_usd != changed.close_usd_before).all()
