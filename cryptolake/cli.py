@@ -91,10 +91,17 @@ def extract(ctx: Context, extractor: str | None, group: str | None) -> None:
     sys.exit(run_many(chosen, ctx.settings))
 
 
+def _group_and_tables(group_help: str):
+    """--group and --table of the Spark steps (transform, load), which work table by table."""
+    def decorate(command):
+        command = click.option("--table", "tables", multiple=True,
+                               help="Only this table of the group (repeatable).")(command)
+        return click.option("--group", type=click.Choice(GROUPS), required=True, help=group_help)(command)
+    return decorate
+
+
 @cli.command()
-@click.option("--group", type=click.Choice(GROUPS), required=True,
-              help="Build the silver tables of this frequency group (weekly and all also run maintenance).")
-@click.option("--table", "tables", multiple=True, help="Only this table of the group (repeatable).")
+@_group_and_tables("Build the silver tables of this frequency group (weekly and all also run maintenance).")
 @pass_context
 def transform(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
     """Bronze Parquet -> silver Delta for a frequency group, incrementally (local Spark).
@@ -104,20 +111,12 @@ def transform(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
     1 some table (or the maintenance) failed: see the log and the ledger under _meta/transform/.
     """
     from cryptolake.spark_apps.transform.main import run
-    from cryptolake.spark_apps.transform.tables import tables_of
 
-    known = [t.name for t in tables_of(group)]
-    unknown = [t for t in tables if t not in known]
-    if unknown:
-        raise click.UsageError(f"{', '.join(unknown)} not in group {group}; choose from: {', '.join(known)}")
-    logs.set_context(job=f"transform:{group}")
-    sys.exit(run(ctx.settings, group, tables=list(tables) or None))
+    sys.exit(run(ctx.settings, group, tables=_tables_of_group("transform", group, tables)))
 
 
 @cli.command()
-@click.option("--group", type=click.Choice(GROUPS), required=True,
-              help="Load the warehouse tables of this frequency group (dimensions before facts).")
-@click.option("--table", "tables", multiple=True, help="Only this table of the group (repeatable).")
+@_group_and_tables("Load the warehouse tables of this frequency group (dimensions before facts).")
 @pass_context
 def load(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
     """Silver Delta -> PostgreSQL warehouse (WAREHOUSE_URL) for a frequency group, from each table's change feed.
@@ -128,14 +127,21 @@ def load(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
     log and the ledger under _meta/load/.
     """
     from cryptolake.spark_apps.load.main import run
+
+    sys.exit(run(ctx.settings, group, tables=_tables_of_group("load", group, tables)))
+
+
+def _tables_of_group(step: str, group: str, tables: tuple[str, ...]) -> list[str] | None:
+    """--table values checked against the group's silver tables (a usage error, before Spark starts); sets the
+    log context of a Spark step."""
     from cryptolake.spark_apps.transform.tables import tables_of
 
     known = [t.name for t in tables_of(group)]
     unknown = [t for t in tables if t not in known]
     if unknown:
         raise click.UsageError(f"{', '.join(unknown)} not in group {group}; choose from: {', '.join(known)}")
-    logs.set_context(job=f"load:{group}")
-    sys.exit(run(ctx.settings, group, tables=list(tables) or None))
+    logs.set_context(job=f"{step}:{group}")
+    return list(tables) or None
 
 
 @cli.command()

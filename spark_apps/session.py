@@ -11,6 +11,7 @@ the UI, event logs and the operator's spark-submit command line.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -111,3 +112,29 @@ def _local(builder, settings: Settings):
         if not explicit.contains(key):
             builder = builder.config(key, value)
     return builder
+
+
+def run_step(step: str, group: str, settings: Settings, spark, work) -> int:
+    """A Spark step's run for both entries (CLI and SparkApplication): build a session unless one is injected,
+    run `work(spark)` (an outcome with `failed` and `exit_code`), stop what was built here, and end a failure
+    with one line saying where the details are."""
+    own = spark is None
+    if own:
+        spark = build_spark_session(f"cryptolake-{step}-{group}", settings)
+    try:
+        outcome = work(spark)
+    finally:
+        if own:
+            spark.stop()
+    if outcome.failed:
+        print(f"error: {step} {group}: {', '.join(outcome.failed)} failed. The log above and "
+              f"{settings.lake_uri}/_meta/{step}/<table>/ hold the error; fix it and run the group again "
+              "(runs are idempotent)", file=sys.stderr)
+    return outcome.exit_code
+
+
+def submit_entry(step: str, argv: list[str] | None) -> None:
+    """spark-submit's entry: the `cryptolake <step>` command itself, so options and checks exist once."""
+    from cryptolake.cli import main as cli_main
+
+    cli_main([step, *(sys.argv[1:] if argv is None else argv)])

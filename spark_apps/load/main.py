@@ -7,36 +7,23 @@ ledger under _meta/load/<table>/ has the details), 2 on an unexpected error befo
 
 from __future__ import annotations
 
-import sys
-
 from cryptolake.settings import Settings
 
 
 def run(settings: Settings, group: str, *, spark=None, tables: list[str] | None = None) -> int:
     """Build a SparkSession (unless one is injected), load the group, stop what was built here."""
+    from cryptolake.spark_apps.session import run_step
     from cryptolake.spark_apps.load.loader import load_group
-    from cryptolake.spark_apps.session import build_spark_session
 
-    own = spark is None
-    if own:
-        spark = build_spark_session(f"cryptolake-load-{group}", settings)
-    try:
-        outcome = load_group(spark, settings, group, tables=tables)
-    finally:
-        if own:
-            spark.stop()
-    if outcome.failed:
-        print(f"error: load {group}: {', '.join(outcome.failed)} failed. The log above and "
-              f"{settings.lake_uri}/_meta/load/<table>/ hold the error; fix it and run the group again "
-              "(loads are idempotent)", file=sys.stderr)
-    return outcome.exit_code
+    return run_step("load", group, settings, spark, lambda session: load_group(session, settings, group,
+                                                                                 tables=tables))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """spark-submit's entry: the `cryptolake load` command itself, so options and checks exist once."""
-    from cryptolake.cli import main as cli_main
+    """spark-submit's entry: the `cryptolake load` command itself."""
+    from cryptolake.spark_apps.session import submit_entry
 
-    cli_main(["load", *(sys.argv[1:] if argv is None else argv)])
+    submit_entry("load", argv)
 
 
 if __name__ == "__main__":
