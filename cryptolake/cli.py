@@ -117,8 +117,10 @@ def transform(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
 
 @cli.command()
 @_group_and_tables("Load the warehouse tables of this frequency group (dimensions before facts).")
+@click.option("--as-of-version", type=click.IntRange(min=0), metavar="N",
+              help="Roll the one --table back to its silver Delta version N (docs/warehouse.md).")
 @pass_context
-def load(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
+def load(ctx: Context, group: str, tables: tuple[str, ...], as_of_version: int | None) -> None:
     """Silver Delta -> PostgreSQL warehouse (WAREHOUSE_URL) for a frequency group, from each table's change feed.
 
     Only silver versions not loaded yet are read; running twice changes nothing. Rows with unknown foreign keys
@@ -128,7 +130,9 @@ def load(ctx: Context, group: str, tables: tuple[str, ...]) -> None:
     """
     from cryptolake.spark_apps.load.main import run
 
-    sys.exit(run(ctx.settings, group, tables=_tables_of_group("load", group, tables)))
+    if as_of_version is not None and len(tables) != 1:
+        raise click.UsageError("--as-of-version needs exactly one --table (versions are per table)")
+    sys.exit(run(ctx.settings, group, tables=_tables_of_group("load", group, tables), as_of_version=as_of_version))
 
 
 def _tables_of_group(step: str, group: str, tables: tuple[str, ...]) -> list[str] | None:

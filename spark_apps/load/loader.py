@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from sqlalchemy import Table, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from cryptolake import logs, progress
@@ -81,8 +82,9 @@ class LoadResult:
 
 
 def load_group(spark: SparkSession, settings: Settings, group: str, *, tables: list[str] | None = None,
-               lake: Lake | None = None) -> LoadResult:
-    """Load the group's tables (or the given subset) dimensions first; fail-soft per table."""
+               as_of_version: int | None = None, lake: Lake | None = None) -> LoadResult:
+    """Load the group's tables (or the given subset) dimensions first; fail-soft per table.
+    `as_of_version` rolls the chosen tables back to that silver version (see TableLoader)."""
     lake = lake or Lake.from_settings(settings)
     names = {t.name for t in tables_of(group)} & set(tables or [t.name for t in tables_of(group)])
     chosen = [t for t in load_order() if t.name in names]
@@ -95,7 +97,8 @@ def load_group(spark: SparkSession, settings: Settings, group: str, *, tables: l
                 bar.set_postfix_str(table.name)
                 try:
                     with logs.context(table=table.name):
-                        outcome.tables.append(TableLoader(spark, engine, jdbc, lake, table, group).run())
+                        outcome.tables.append(TableLoader(spark, engine, jdbc, lake, table, group,
+                                                                  as_of_version).run())
                 except Exception as exc:
                     log.error("%s failed: %s", table.name, logs.redact(f"{type(exc).__name__}: {exc}"),
                               exc_info=not isinstance(exc, CryptolakeError))
@@ -109,8 +112,14 @@ def load_group(spark: SparkSession, settings: Settings, group: str, *, tables: l
 
 
 class TableLoader:
-    def __init__(self, spark: SparkSession, engine: Engine, jdbc: Jdbc, lake: Lake, table: Table, group: str):
+    """One table's load. With `as_of`, a rollback: the table is made equal to silver version `as_of` (rows
+    absent from it are deleted from dw, pending rejects absent from it are dropped, the watermark becomes
+    `as_of`, so the next plain load brings the later versions back)."""
+
+    def __init__(self, spark: SparkSession, engine: Engine, jdbc: Jdbc, lake: Lake, table: Table, group: str,
+                 as_of: int | None = None):
         self.spark, self.engine, self.jdbc, self.lake, self.table, self.group = spark, engine, jdbc, lake, table, group
+        self.as_of = as_of
         self.name = table.name
         self.stage = f"meta.load_stage_{self.name}"
         self.columns = [c.name for c in table.columns]
@@ -127,12 +136,19 @@ class TableLoader:
             since = session.execute(text("SELECT delta_version FROM meta.load_watermark WHERE table_name = :t"),
                                     {"t": self.name}).scalar()
             current = self._current_version()
+            if self.as_of is not None:
+                if not 0 <= self.as_of <= current:
+                    raise CryptolakeError(f"silver {self.name} has no version {self.as_of}",
+                                          f"Choose a version from 0 to {current}")
+                since, current = None, self.as_of  # the table as it was at that version
             result = TableLoad(self.name, "success", since, current)
             self._create_stage(session)
             if since is None or since < current:
                 self._write_stage(self._changes(since, current))
             self._move(result, record.run_id)
-            if since == current and not result.rows_resolved:
+            if self.as_of is not None:
+                record.params["as_of_version"] = self.as_of
+            elif since == current and not result.rows_resolved:
                 result.status = record.status = "skipped"
             record.rows = result.rows_loaded
             record.upstream = {"silver": self.name, "from_version": since, "to_version": current}
@@ -185,6 +201,8 @@ class TableLoader:
         with self.engine.begin() as tx:
             tx.execute(text("SET LOCAL TimeZone = 'UTC'"))  # row_key JSON renders timestamps the same every time
             result.rows_read = tx.execute(text(f"SELECT count(*) FROM {self.stage}")).scalar()
+            if self.as_of is not None:
+                self._roll_back(tx)
             # pending rejects are tried again, unless the change feed brought a newer version of the row
             tx.execute(text(
                 f"INSERT INTO {self.stage} ({cols}) SELECT {', '.join(f'p.{c}' for c in self.columns)} "
@@ -215,6 +233,20 @@ class TableLoader:
                 "run_id = EXCLUDED.run_id"),
                 {**t, "v": result.to_version, "rows": result.rows_read, "run": run_id})
             tx.execute(text(f"DROP TABLE {self.stage}"))
+
+    def _roll_back(self, tx: Connection) -> None:
+        """Delete what the staged version does not have: dw rows and pending rejects of later versions."""
+        tx.execute(text(f"DELETE FROM meta.rejected_rows r WHERE r.table_name = :t AND r.resolved_at IS NULL "
+                        f"AND NOT EXISTS (SELECT 1 FROM {self.stage} s WHERE {self._key_json('s')} = r.row_key)"),
+                   {"t": self.name})
+        same = " AND ".join(f"s.{k} = t.{k}" for k in self.keys)
+        try:
+            tx.execute(text(f"DELETE FROM {self.table.fullname} t WHERE NOT EXISTS "
+                            f"(SELECT 1 FROM {self.stage} s WHERE {same})"))
+        except IntegrityError as exc:  # a fact references a key of a later version of this dimension
+            raise CryptolakeError(f"{self.name} cannot be rolled back to version {self.as_of}: "
+                                  f"{exc.orig.diag.message_primary}",
+                                  "Roll back the referencing table first (--table T --as-of-version N)") from None
 
     # -- Spark -----------------------------------------------------------------------------------------------
     def _current_version(self) -> int:

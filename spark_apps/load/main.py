@@ -10,13 +10,14 @@ from __future__ import annotations
 from cryptolake.settings import Settings
 
 
-def run(settings: Settings, group: str, *, spark=None, tables: list[str] | None = None) -> int:
+def run(settings: Settings, group: str, *, spark=None, tables: list[str] | None = None,
+        as_of_version: int | None = None) -> int:
     """Build a SparkSession (unless one is injected), load the group, stop what was built here."""
     from cryptolake.spark_apps.session import run_step
     from cryptolake.spark_apps.load.loader import load_group
 
-    return run_step("load", group, settings, spark, lambda session: load_group(session, settings, group,
-                                                                                 tables=tables))
+    return run_step("load", group, settings, spark, lambda session: load_group(
+        session, settings, group, tables=tables, as_of_version=as_of_version))
 
 
 def main(argv: list[str] | None = None) -> None:

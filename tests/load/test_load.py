@@ -8,6 +8,7 @@ group (the dimension arrives, the rejected rows are loaded), then the group agai
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from sqlalchemy import text
 
 from cryptolake.lake import Lake
@@ -47,6 +49,11 @@ def state(engine) -> dict[str, tuple[int, str]]:
             for name in DW_TABLES}
 
 
+def watermarks(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT table_name, delta_version FROM meta.load_watermark")).all())
+
+
 def rejected(engine) -> pd.DataFrame:
     with engine.connect() as conn:
         return pd.read_sql("SELECT table_name, reason, attempts, resolved_at FROM meta.rejected_rows", conn)
@@ -69,6 +76,7 @@ def loads(sandbox_bronze, spark, stack_env, tmp_path_factory):
         out.market_first = state(engine)["fact_crypto_market"]
         out.full = load_group(spark, settings, "init", lake=lake)
         out.after_full = state(engine)
+        out.marks_full = watermarks(engine)
         out.again = load_group(spark, settings, "init", lake=lake)
         out.after_again = state(engine)
         yield out
@@ -112,9 +120,8 @@ def test_a_full_load_loads_every_table_with_the_counts_of_silver(loads):
         assert loads.after_full[name][0] == expected > 0, name
         assert pending.get(name, 0) == silver - expected, name
     with loads.engine.connect() as conn:
-        marks = dict(conn.execute(text("SELECT table_name, delta_version FROM meta.load_watermark")).all())
         staging = conn.execute(text("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'load_stage_%'")).scalar()
-    assert set(marks) == set(DW_TABLES) and staging == 0
+    assert set(loads.marks_full) == set(DW_TABLES) and staging == 0
 
 
 def test_warehouse_kpis_equal_silver(loads):
@@ -152,22 +159,89 @@ def test_a_second_load_of_the_same_table_refuses_with_one_clear_line(loads):
     assert Ledger(loads.lake).latest("load", "fact_global_market", ("failed",)) is not None
 
 
-def test_an_intraday_update_of_fact_crypto_daily_reaches_the_warehouse(loads, spark):
-    """A later snapshot of the same day changes the day's close/high/low: DO UPDATE, not DO NOTHING."""
+@pytest.fixture(scope="module")
+def intraday(loads, spark):
+    """A later snapshot of the last day (prices x 1.5) transformed into silver and loaded; the day's rows of
+    fact_crypto_daily as they were before."""
     newest = sorted((loads.root / "bronze" / "crypto_listings_latest").glob(f"snapshot_date={LAST_DAY}/*"))[-1]
-    rows = pq.read_table(newest).to_pylist()
-    rows = [{**r, "price_usd": r["price_usd"] * 1.5} for r in rows]
-    write_snapshot(loads.lake, "crypto_listings_latest", datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, 20,
-                                                                  tzinfo=timezone.utc), rows)
+    rows = [{**r, "price_usd": r["price_usd"] * 1.5} for r in pq.read_table(newest).to_pylist()]
+    write_snapshot(loads.lake, "crypto_listings_latest",
+                   datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, 20, tzinfo=timezone.utc), rows)
     before = dw(loads, "fact_crypto_daily")
     assert run_group(spark, loads.settings, "5x", loads.lake).exit_code == 0
-    result = load_group(spark, loads.settings, "5x", lake=loads.lake)
-    assert result.exit_code == 0
+    assert load_group(spark, loads.settings, "5x", lake=loads.lake).exit_code == 0
+    return before[before.snapshot_date == LAST_DAY]
+
+
+def test_an_intraday_update_of_fact_crypto_daily_reaches_the_warehouse(loads, intraday):
+    """The later snapshot changes the day's close and high: DO UPDATE, not DO NOTHING."""
     after = dw(loads, "fact_crypto_daily")
     E.assert_close(after, E.silver(loads.lake, "fact_crypto_daily"), ["crypto_id", "snapshot_date"], DAILY_KPIS,
                    rel=1e-9)
     today = after[after.snapshot_date == LAST_DAY]
-    assert len(today) == len(before[before.snapshot_date == LAST_DAY]) and (today.n_snapshots >= 2).all()
-    changed = today.merge(before, on=["crypto_id", "snapshot_date"], suffixes=("", "_before"))
+    assert len(today) == len(intraday) and (today.n_snapshots >= 2).all()
+    changed = today.merge(intraday, on=["crypto_id", "snapshot_date"], suffixes=("", "_before"))
     assert ((changed.high_usd - changed.close_usd).abs() < 1e-9 * changed.close_usd).any()  # the new high
     assert (changed.close_usd != changed.close_usd_before).all()
+
+
+def silver_at(loads, table: str, version: int | None = None) -> pd.DataFrame:
+    return DeltaTable(loads.lake.uri_of(f"silver/{table}"), version=version).to_pandas()
+
+
+def test_as_of_version_restores_an_older_version_until_the_next_load(loads, intraday, spark):
+    keys = {"fact_crypto_market": ["crypto_id", "snapshot_timestamp"], "fact_crypto_daily": ["crypto_id",
+                                                                                            "snapshot_date"]}
+    kpis = {"fact_crypto_market": MARKET_KPIS, "fact_crypto_daily": DAILY_KPIS}
+    for name, old in ((n, loads.marks_full[n]) for n in keys):
+        assert old < watermarks(loads.engine)[name]  # the intraday snapshot made a later version
+        result = load_group(spark, loads.settings, "5x", tables=[name], as_of_version=old, lake=loads.lake)
+        assert result.exit_code == 0 and watermarks(loads.engine)[name] == old
+        E.assert_close(dw(loads, name), silver_at(loads, name, old), keys[name], kpis[name], rel=1e-9)
+    assert state(loads.engine)["fact_crypto_market"] == loads.after_full["fact_crypto_market"]
+    assert load_group(spark, loads.settings, "5x", lake=loads.lake).exit_code == 0  # later versions come back
+    for name in keys:
+        E.assert_close(dw(loads, name), silver_at(loads, name), keys[name], kpis[name], rel=1e-9)
+
+
+def test_as_of_version_of_a_referenced_dimension_refuses_and_changes_nothing(loads, spark):
+    before = state(loads.engine)
+    result = load_group(spark, loads.settings, "init", tables=["dim_crypto_id"], as_of_version=0, lake=loads.lake)
+    assert result.failed == ["dim_crypto_id"]
+    error = Ledger(loads.lake).latest("load", "dim_crypto_id", ("failed",)).error
+    assert "dim_crypto_id cannot be rolled back to version 0" in error and "violates foreign key" in error
+    assert state(loads.engine) == before
+
+
+def test_a_load_killed_mid_way_leaves_no_partial_table_and_the_next_run_completes(loads, stack_env, spark):
+    """SIGKILL (the CLI and its Spark JVM) while a table's rows sit in staging: every dw table is then either
+    untouched or complete, and a second run loads everything."""
+    command = [sys.executable, "-m", "cryptolake", "--log-json", "load", "--group", "init"]
+    with fresh_database(stack_env["WAREHOUSE_URL"]) as url:
+        engine = engine_for(url)
+        upgrade(engine)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "LAKE_URI": loads.root.as_uri(), "WAREHOUSE_URL": url}
+        process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            staged = None
+            while staged is None and process.poll() is None:
+                with engine.connect() as conn:
+                    if conn.execute(text("SELECT count(*) FROM meta.load_watermark")).scalar() >= 3:
+                        staged = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'meta' "
+                                                   "AND tablename LIKE 'load_stage_%'")).scalar()
+            assert staged is not None, "the load ended before it could be killed"
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+        killed = state(engine)
+        marks = watermarks(engine)
+        assert 3 <= len(marks) < len(DW_TABLES) and staged.removeprefix("load_stage_") not in marks
+        for name in DW_TABLES:
+            assert killed[name][0] == (len(loadable(loads.lake, name)) if name in marks else 0), name
+        settings = settings_for(loads.root.as_uri(), {"WAREHOUSE_URL": url})
+        assert load_group(spark, settings, "init", lake=loads.lake).exit_code == 0
+        again = state(engine)
+        for name in DW_TABLES:
+            assert again[name][0] == len(loadable(loads.lake, name)), name
+        engine.dispose()
