@@ -68,3 +68,6 @@ sandbox-contract: ## Regenerate tests/sandbox/contract.json from the API referen
 
 bench-transform: setup ## Transform benchmark: one new day's runs with 1 vs 60 days of silver history (ratio)
 	$(BIN)/python bench/transform_bench.py --history-days 60
+
+bench-load: setup ## Load benchmark: 1M fact_crypto_market rows through the full load path vs plain COPY (ratio)
+	$(BIN)/python bench/load_bench.py --coins 5000 --snapshots 200 --repeat 2
