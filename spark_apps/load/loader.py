@@ -7,6 +7,7 @@ Per table:
   rows join the staged rows, rows with a NULL key or an unknown foreign key go to meta.rejected_rows (with
   the reason), the rest are upserted into dw (ON CONFLICT DO NOTHING or DO UPDATE per models.upsert_kind),
   rejected rows now loaded are marked resolved, the watermark advances, the staging table is dropped.
+After the tables, the run ledger is mirrored into meta.runs (warehouse/runs.py).
 A load killed anywhere leaves dw and the watermark as they were: the next load reads the same versions again.
 Silver deletes (change type `delete`) are not propagated: the warehouse keeps what it loaded.
 """
@@ -30,6 +31,7 @@ from cryptolake.settings import Settings
 from cryptolake.spark_apps.transform.tables import tables_of
 from cryptolake.warehouse.migrate import engine_for
 from cryptolake.warehouse.models import load_order, upsert_kind
+from cryptolake.warehouse.runs import mirror_ledger
 
 log = logs.get(__name__)
 REASON = "_reason"  # staging-only column: why a row cannot be loaded (NULL: it can)
@@ -95,20 +97,26 @@ def load_group(spark: SparkSession, settings: Settings, group: str, *, tables: l
         with progress.bar(len(chosen), f"load {group}", "table") as bar:
             for table in chosen:
                 bar.set_postfix_str(table.name)
-                try:
-                    with logs.context(table=table.name):
-                        outcome.tables.append(TableLoader(spark, engine, jdbc, lake, table, group,
-                                                                  as_of_version).run())
-                except Exception as exc:
-                    log.error("%s failed: %s", table.name, logs.redact(f"{type(exc).__name__}: {exc}"),
-                              exc_info=not isinstance(exc, CryptolakeError))
-                    outcome.failed.append(table.name)
+                with logs.context(table=table.name):
+                    _soft(outcome, table.name, lambda: outcome.tables.append(
+                        TableLoader(spark, engine, jdbc, lake, table, group, as_of_version).run()))
                 bar.update()
+        _soft(outcome, "meta.runs", lambda: mirror_ledger(engine, lake))
     finally:
         engine.dispose()
     log.info("load %s: %d tables loaded, %d failed%s", group, len(outcome.tables), len(outcome.failed),
              f" ({', '.join(outcome.failed)})" if outcome.failed else "")
     return outcome
+
+
+def _soft(outcome: LoadResult, what: str, step) -> None:
+    """Run one step; a failure is logged (redacted) and recorded, and the group goes on."""
+    try:
+        step()
+    except Exception as exc:
+        log.error("%s failed: %s", what, logs.redact(f"{type(exc).__name__}: {exc}"),
+                  exc_info=not isinstance(exc, CryptolakeError))
+        outcome.failed.append(what)
 
 
 class TableLoader:

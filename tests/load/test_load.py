@@ -8,6 +8,7 @@ group (the dimension arrives, the rejected rows are loaded), then the group agai
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from deltalake import DeltaTable
 from sqlalchemy import text
 
 from cryptolake.lake import Lake
-from cryptolake.ledger import Ledger
+from cryptolake.ledger import Ledger, RunRecord
 from cryptolake.spark_apps.load.loader import load_group
 from cryptolake.spark_apps.transform.runner import run_group
 from cryptolake.warehouse.migrate import engine_for, upgrade
@@ -213,14 +214,18 @@ def test_as_of_version_of_a_referenced_dimension_refuses_and_changes_nothing(loa
     assert state(loads.engine) == before
 
 
-def test_a_load_killed_mid_way_leaves_no_partial_table_and_the_next_run_completes(loads, stack_env, spark):
+def test_a_load_killed_mid_way_leaves_no_partial_table_and_the_next_run_completes(loads, stack_env, spark,
+                                                                                      tmp_path):
     """SIGKILL (the CLI and its Spark JVM) while a table's rows sit in staging: every dw table is then either
-    untouched or complete, and a second run loads everything."""
+    untouched or complete, and a second run loads everything (a copy of the lake and a database of its own)."""
+    root = tmp_path / "lake"
+    shutil.copytree(loads.root, root)
+    lake = Lake.from_settings(settings_for(root.as_uri(), {}))
     command = [sys.executable, "-m", "cryptolake", "--log-json", "load", "--group", "init"]
     with fresh_database(stack_env["WAREHOUSE_URL"]) as url:
         engine = engine_for(url)
         upgrade(engine)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "LAKE_URI": loads.root.as_uri(), "WAREHOUSE_URL": url}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "LAKE_URI": root.as_uri(), "WAREHOUSE_URL": url}
         process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -238,10 +243,20 @@ def test_a_load_killed_mid_way_leaves_no_partial_table_and_the_next_run_complete
         marks = watermarks(engine)
         assert 3 <= len(marks) < len(DW_TABLES) and staged.removeprefix("load_stage_") not in marks
         for name in DW_TABLES:
-            assert killed[name][0] == (len(loadable(loads.lake, name)) if name in marks else 0), name
-        settings = settings_for(loads.root.as_uri(), {"WAREHOUSE_URL": url})
-        assert load_group(spark, settings, "init", lake=loads.lake).exit_code == 0
+            assert killed[name][0] == (len(loadable(lake, name)) if name in marks else 0), name
+        settings = settings_for(root.as_uri(), {"WAREHOUSE_URL": url})
+        assert load_group(spark, settings, "init", lake=lake).exit_code == 0
         again = state(engine)
         for name in DW_TABLES:
-            assert again[name][0] == len(loadable(loads.lake, name)), name
+            assert again[name][0] == len(loadable(lake, name)), name
         engine.dispose()
+
+
+def test_the_run_ledger_is_mirrored_into_meta_runs(loads):
+    """Each load ends by mirroring the ledger: every extract, transform and load record is in meta.runs."""
+    records = [RunRecord.from_json(loads.lake.read_bytes(p)) for p in loads.lake.list_files("_meta", ".json")
+               if p.split("/")[1] in ("extract", "transform", "load")]
+    with loads.engine.connect() as conn:
+        mirrored = set(conn.execute(text("SELECT run_id, step, name, status, rows, files FROM meta.runs")).all())
+    assert {"extract", "transform", "load"} <= {r.step for r in records}
+    assert {(r.run_id, r.step, r.name, r.status, r.rows, len(r.files)) for r in records} == mirrored
