@@ -1,7 +1,8 @@
 """`cryptolake demo`: the embedded default end to end, on the local stack (PostgreSQL, S3 server, sandbox API).
 
-It grows as features land: today it extracts the `init` group from the sandbox into bronze on the S3 lake and
-transforms it into the silver Delta tables with local Spark.
+It grows as features land: today it extracts the `init` group from the sandbox into bronze on the S3 lake,
+transforms it into the silver Delta tables with local Spark, migrates the warehouse, loads it, and ends with
+the row counts of the warehouse tables.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def run_demo(state_dir: Path) -> tuple[dict[str, str], int]:
                                                f"{record.credits} credits" if record else "not run")
     transform_status = _transform(settings, ledger, summary)
     status = transform_status or status  # a failed transform outranks a partial extraction
+    status = _warehouse(settings, summary) or status
     summary["spark event logs"] = lake.spark_uri(SPARK_EVENTS)
     return {**summary, **stack.status()}, status
 
@@ -50,4 +52,25 @@ def _transform(settings: Settings, ledger: Ledger, summary: dict[str, str]) -> i
     for name in TABLES:
         record = ledger.latest("transform", name, ("success", "partial", "skipped", "failed"))
         summary[f"silver {name}"] = f"{record.status}: {record.rows} rows written" if record else "not run"
+    return status
+
+
+def _warehouse(settings: Settings, summary: dict[str, str]) -> int:
+    """Migrate, load the init group, and count each warehouse table's rows."""
+    from sqlalchemy import func, select
+
+    from cryptolake.spark_apps.load.main import run
+    from cryptolake.warehouse.migrate import engine_for, migrate
+    from cryptolake.warehouse.models import load_order
+
+    summary["warehouse"] = migrate(settings)[0]
+    status = run(settings, "init")
+    engine = engine_for(settings.warehouse_url)
+    try:
+        with engine.connect() as conn:
+            for table in load_order():
+                rows = conn.execute(select(func.count()).select_from(table)).scalar()
+                summary[f"warehouse {table.name}"] = f"{rows} rows"
+    finally:
+        engine.dispose()
     return status
