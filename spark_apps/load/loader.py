@@ -34,7 +34,6 @@ from cryptolake.warehouse.models import load_order, upsert_kind
 from cryptolake.warehouse.runs import mirror_ledger
 
 log = logs.get(__name__)
-REASON = "_reason"  # staging-only column: why a row cannot be loaded (NULL: it can)
 
 
 class LoadRefused(CryptolakeError):
@@ -180,12 +179,22 @@ class TableLoader:
         session.execute(text(f"DROP TABLE IF EXISTS {self.stage}"))
         session.execute(text(f"CREATE UNLOGGED TABLE {self.stage} AS SELECT * FROM {self.table.fullname} "
                              "WITH NO DATA"))
-        session.execute(text(f"ALTER TABLE {self.stage} ADD COLUMN {REASON} text"))
 
     def _key_json(self, alias: str) -> str:
         return "jsonb_build_object(" + ", ".join(f"'{k}', {alias}.{k}" for k in self.keys) + ")"
 
+    def _valid_sql(self) -> str:
+        """A staged row that can be loaded: no NULL key, every foreign key in its dimension (semi-joins, so the
+        check costs a hash join, not a lookup per row)."""
+        parts = [f"s.{k} IS NOT NULL" for k in self.keys]
+        for fk in self.table.foreign_keys:
+            ref = fk.column
+            exists = f"EXISTS (SELECT 1 FROM {ref.table.fullname} d WHERE d.{ref.name} = s.{fk.parent.name})"
+            parts.append(exists if not fk.parent.nullable else f"(s.{fk.parent.name} IS NULL OR {exists})")
+        return " AND ".join(parts)
+
     def _reason_sql(self) -> str:
+        """Why a row is not valid (evaluated for rejected rows only)."""
         checks = [f"WHEN s.{k} IS NULL THEN 'NULL key {k}'" for k in self.keys]
         for fk in sorted(self.table.foreign_keys, key=lambda f: f.parent.name):
             ref = fk.column
@@ -211,27 +220,31 @@ class TableLoader:
             result.rows_read = tx.execute(text(f"SELECT count(*) FROM {self.stage}")).scalar()
             if self.as_of is not None:
                 self._roll_back(tx)
-            # pending rejects are tried again, unless the change feed brought a newer version of the row
-            tx.execute(text(
-                f"INSERT INTO {self.stage} ({cols}) SELECT {', '.join(f'p.{c}' for c in self.columns)} "
-                f"FROM meta.rejected_rows r, jsonb_populate_record(NULL::{self.stage}, r.row_data) p "
-                f"WHERE r.table_name = :t AND r.resolved_at IS NULL AND NOT EXISTS "
-                f"(SELECT 1 FROM {self.stage} s WHERE {self._key_json('s')} = r.row_key)"), t)
-            tx.execute(text(f"UPDATE {self.stage} s SET {REASON} = {self._reason_sql()}"))
+            pending = tx.execute(text("SELECT count(*) FROM meta.rejected_rows WHERE table_name = :t "
+                                      "AND resolved_at IS NULL"), t).scalar()
+            if pending:  # tried again, unless the change feed brought a newer version of the row
+                tx.execute(text(
+                    f"INSERT INTO {self.stage} ({cols}) SELECT {', '.join(f'p.{c}' for c in self.columns)} "
+                    f"FROM meta.rejected_rows r, jsonb_populate_record(NULL::{self.stage}, r.row_data) p "
+                    f"WHERE r.table_name = :t AND r.resolved_at IS NULL AND NOT EXISTS "
+                    f"(SELECT 1 FROM {self.stage} s WHERE {self._key_json('s')} = r.row_key)"), t)
+            tx.execute(text(f"ANALYZE {self.stage}"))  # fresh statistics: the checks below join on them
+            valid = self._valid_sql()
             tx.execute(text(
                 "INSERT INTO meta.rejected_rows (table_name, row_key, reason, row_data, first_seen_at, last_seen_at, "
-                f"attempts) SELECT DISTINCT ON (2) :t, {self._key_json('s')}, s.{REASON}, to_jsonb(s) - '{REASON}', "
-                f"now(), now(), 1 FROM {self.stage} s WHERE s.{REASON} IS NOT NULL "
+                f"attempts) SELECT DISTINCT ON (2) :t, {self._key_json('s')}, {self._reason_sql()}, to_jsonb(s), "
+                f"now(), now(), 1 FROM {self.stage} s WHERE NOT ({valid}) "
                 "ON CONFLICT (table_name, row_key) DO UPDATE SET reason = EXCLUDED.reason, "
                 "row_data = EXCLUDED.row_data, last_seen_at = EXCLUDED.last_seen_at, "
                 "attempts = meta.rejected_rows.attempts + 1, resolved_at = NULL"), t)
             result.rows_loaded = tx.execute(text(
-                f"INSERT INTO {self.table.fullname} ({cols}) SELECT {cols} FROM {self.stage} "
-                f"WHERE {REASON} IS NULL ON CONFLICT ({pk}) {conflict}")).rowcount
-            result.rows_resolved = tx.execute(text(
-                f"UPDATE meta.rejected_rows r SET resolved_at = now(), last_seen_at = now(), "
-                f"attempts = r.attempts + 1 FROM {self.stage} s WHERE r.table_name = :t AND r.resolved_at IS NULL "
-                f"AND s.{REASON} IS NULL AND r.row_key = {self._key_json('s')}"), t).rowcount
+                f"INSERT INTO {self.table.fullname} ({cols}) SELECT {cols} FROM {self.stage} s "
+                f"WHERE {valid} ON CONFLICT ({pk}) {conflict}")).rowcount
+            if pending:
+                result.rows_resolved = tx.execute(text(
+                    f"UPDATE meta.rejected_rows r SET resolved_at = now(), last_seen_at = now(), "
+                    f"attempts = r.attempts + 1 FROM {self.stage} s WHERE r.table_name = :t "
+                    f"AND r.resolved_at IS NULL AND r.row_key = {self._key_json('s')} AND {valid}"), t).rowcount
             result.rows_rejected = tx.execute(text(
                 "SELECT count(*) FROM meta.rejected_rows WHERE table_name = :t AND resolved_at IS NULL"), t).scalar()
             tx.execute(text(
