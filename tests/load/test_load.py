@@ -260,3 +260,22 @@ def test_the_run_ledger_is_mirrored_into_meta_runs(loads):
         mirrored = set(conn.execute(text("SELECT run_id, step, name, status, rows, files FROM meta.runs")).all())
     assert {"extract", "transform", "load"} <= {r.step for r in records}
     assert {(r.run_id, r.step, r.name, r.status, r.rows, len(r.files)) for r in records} == mirrored
+
+
+def test_a_corrected_info_attribute_adds_a_version_and_keeps_the_old_one(loads, spark):
+    """A rescan that corrects a coin's description: dim_crypto_info gains a version, the old one stays."""
+    newest = sorted((loads.root / "bronze" / "crypto_info").rglob("*.parquet"))[-1]
+    coin = pq.read_table(newest).to_pylist()[0]
+    corrected = {**coin, "description": f"{coin['description']} (corrected)"}
+    rescan = datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, 21, tzinfo=timezone.utc)
+    write_snapshot(loads.lake, "crypto_info", rescan, [corrected])
+    assert run_group(spark, loads.settings, "weekly", loads.lake, tables=["dim_crypto_info"],
+                     maintenance=False).exit_code == 0
+    assert load_group(spark, loads.settings, "weekly", tables=["dim_crypto_info"], lake=loads.lake).exit_code == 0
+    with loads.engine.connect() as conn:
+        versions = conn.execute(text(
+            "SELECT snapshot_timestamp, description FROM dw.dim_crypto_info WHERE crypto_id = :id "
+            "ORDER BY snapshot_timestamp"), {"id": coin["crypto_id"]}).all()
+    assert len(versions) >= 2
+    assert versions[-1] == (rescan, corrected["description"])
+    assert coin["description"] in [d for _, d in versions[:-1]]  # the version before the correction is kept
