@@ -15,7 +15,9 @@ import requests
 from sqlalchemy.engine import make_url
 
 from cryptolake.local.process import port_open
+from cryptolake.lake import Lake
 from cryptolake.local.stack import LocalStack
+from cryptolake.settings import Settings
 from tests.conftest import TEST_STATE_DIR
 
 
@@ -104,6 +106,13 @@ def test_up_twice_is_harmless_and_down_leaves_nothing_listening(shared_tmp, stac
     answer = requests.get(env["CMC_BASE_URL"] + "/v1/key/info", headers={"X-CMC_PRO_API_KEY": env["CMC_API_KEY"]},
                           timeout=10)
     assert answer.status_code == 200 and answer.json()["data"]["plan"]["credit_limit_monthly"] == 10_000
+
+    # a restart serves what was stored before as soon as `up` returns (SeaweedFS answers before its volumes)
+    lake = Lake.from_settings(Settings.load(env={k: v.strip("'") for k, v in env.items()}))
+    lake.write_bytes("_meta/probe/before-restart.json", b'{"kept": true}')
+    assert _cli(state_dir, "down").returncode == 0
+    assert _cli(state_dir, "up").returncode == 0
+    assert lake.read_bytes("_meta/probe/before-restart.json") == b'{"kept": true}'
 
     ports = [25532, 18280, *second_stack.s3.ports()]
     down = _cli(state_dir, "down")

@@ -20,6 +20,7 @@ from cryptolake.local.process import Daemon, port_open, wait_until
 
 GRPC_OFFSET = 10000
 REGION = "us-east-1"
+READY_PROBE = ".stack-ready"  # hidden: lake listings skip dot files
 
 
 def find_weed() -> str:
@@ -73,6 +74,7 @@ class ObjectStore:
             self.daemon.start(argv, self.log_file, env=env)
         wait_until(self._answers, 60, "the S3 server", self.log_file)
         self._ensure_bucket()
+        wait_until(self._serves_objects, 60, "the S3 server's volumes", self.log_file)
 
     def down(self) -> bool:
         return self.daemon.stop()
@@ -83,6 +85,16 @@ class ObjectStore:
         try:
             self.client().list_buckets()
             return True
+        except (BotoCoreError, ClientError):
+            return False
+
+    def _serves_objects(self) -> bool:
+        """After a restart the S3 API answers before the volume server has reported its volumes, and reads of
+        existing objects fail with 500s until it has; a round trip through a volume shows it has."""
+        client = self.client()
+        try:
+            client.put_object(Bucket=self.bucket, Key=READY_PROBE, Body=b"ready")
+            return client.get_object(Bucket=self.bucket, Key=READY_PROBE)["Body"].read() == b"ready"
         except (BotoCoreError, ClientError):
             return False
 
