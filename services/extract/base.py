@@ -56,13 +56,17 @@ def listed_per_request_id(data: Any, chunk: "Chunk") -> Items:
 # -- credits ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Credits:
-    """Cost of one call: `per_call`, or one credit per `per_items` items asked for (rounded up)."""
+    """Cost of one call: `per_call`, or one credit per `per_items` items asked for (rounded up), plus `base`
+    where the API charges a call on top of the items (/category: 1 + 1 per 200 coins)."""
 
     per_call: int = 1
     per_items: int | None = None
+    base: int = 0
 
     def of(self, items_asked: int) -> int:
-        return max(self.per_call, math.ceil(items_asked / self.per_items)) if self.per_items else self.per_call
+        if not self.per_items:
+            return self.per_call
+        return self.base + max(self.per_call, math.ceil(items_asked / self.per_items))
 
 
 # -- request planning ----------------------------------------------------------------------------------------
@@ -133,20 +137,25 @@ class Pages(Plan):
 
 @dataclass(frozen=True)
 class IdBatches(Plan):
-    """Ids from a policy, `size` per call, joined into `param` (CSV). Journaled failures are retried first."""
+    """Ids from a policy, `size` per call, joined into `param` (CSV). Journaled failures are retried first.
+
+    `items_per_id`: items one id can bring back (a category's coins, up to its `limit`), for credit estimates.
+    """
 
     ids: "IdPolicy"
     size: int = 100
     param: str = "id"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    items_per_id: int = 1
 
     def chunks(self, run):
         for batch in _batched(run.ids_to_fetch, self.size):
             key = f"{self.param}={batch[0]}" if len(batch) == 1 else f"{self.param}={batch[0]}..{batch[-1]}"
-            yield Chunk(key, {self.param: ",".join(map(str, batch)), **self.extra}, ids=tuple(batch), size=len(batch))
+            yield Chunk(key, {self.param: ",".join(map(str, batch)), **self.extra}, ids=tuple(batch),
+                        size=len(batch) * self.items_per_id)
 
     def estimate_calls(self, run):
-        return [len(b) for b in _batched(run.ids_to_fetch, self.size)]
+        return [len(b) * self.items_per_id for b in _batched(run.ids_to_fetch, self.size)]
 
 
 # -- where ids come from (incremental policies) --------------------------------------------------------------

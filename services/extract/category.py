@@ -2,8 +2,11 @@
 
 from typing import Any
 
-from cryptolake.services.extract.base import Chunk, Extractor, IdBatches, Items, Pages, RotatingSlice
+from cryptolake.services.extract.base import Chunk, Credits, Extractor, IdBatches, Items, Pages, RotatingSlice
 from cryptolake.services.extract.fields import FLOAT, INT, STR, TS, ParseError, columns
+
+
+CATEGORY_LIMIT = 1000  # coins per /category call (the API's maximum)
 
 
 def category_coins(data: Any, chunk: Chunk) -> Items:
@@ -39,7 +42,9 @@ crypto_category = Extractor(
     path="/v1/cryptocurrency/category",
     groups=("daily", "init"),
     priority="low",
-    plan=IdBatches(RotatingSlice("crypto_categories", "category_id"), size=1, extra={"limit": 1000}),
+    plan=IdBatches(RotatingSlice("crypto_categories", "category_id"), size=1, extra={"limit": CATEGORY_LIMIT},
+                   items_per_id=CATEGORY_LIMIT),
+    credits=Credits(per_items=200, base=1),  # an upper bound: most categories hold far fewer than 1,000 coins
     items=category_coins,
     id_column="category_id",
     columns=columns(

@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 import pytest
 
 from cryptolake.ledger import Ledger
+from cryptolake.services.extract.base import Pages
 from cryptolake.services.extract.registry import EXTRACTORS, group
 from cryptolake.services.extract.runner import run_many
 
@@ -31,6 +32,9 @@ def test_init_group_lands_every_extractor_and_matches_the_api(fresh_sandbox, s3_
         assert table.schema == extractor.schema, name
         assert set(table.column("run_id").to_pylist()) == {record.run_id}
         assert set(table.column("snapshot_timestamp").to_pylist()) == {record.started_at}
+        if not (isinstance(extractor.plan, Pages) and extractor.plan.total_setting is None):
+            # what the API charged stays within the estimate the run's ceiling is derived from
+            assert record.credits <= record.details["estimated_credits"], name
 
     _, crypto_map = bronze(lake, "crypto_map")
     expected = api("/v1/cryptocurrency/map", listing_status="active", limit=5000, sort="id")["data"]
