@@ -68,28 +68,24 @@ def _check_positive_int(name: str) -> Callable[[str], str | None]:
     return check
 
 
-def _check_positive_number(name: str) -> Callable[[str], str | None]:
+def _check_number(name: str, accept: Callable[[float], bool], expected: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         try:
-            if float(value) > 0:
+            if accept(float(value)):
                 return None
         except ValueError:
             pass
-        return f"{name} {value!r} must be a positive number, e.g. 2"
+        return f"{name} {value!r} must be {expected}"
 
     return check
+
+
+def _check_positive_number(name: str) -> Callable[[str], str | None]:
+    return _check_number(name, lambda v: v > 0, "a positive number, e.g. 2")
 
 
 def _check_fraction(name: str) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        try:
-            if 0 <= float(value) < 1:
-                return None
-        except ValueError:
-            pass
-        return f"{name} {value!r} must be a fraction between 0 and 1, e.g. 0.35"
-
-    return check
+    return _check_number(name, lambda v: 0 <= v < 1, "a fraction between 0 and 1, e.g. 0.35")
 
 
 def _check_bool(name: str) -> Callable[[str], str | None]:
@@ -108,6 +104,7 @@ class Variable:
     help: str
     default: Callable[[], str | None] = lambda: None
     check: Callable[[str], str | None] | None = None
+    parse: Callable[[str], Any] = str  # the checked text as the field's type
     secret: bool = False
 
 
@@ -124,7 +121,8 @@ SETTINGS: tuple[Variable, ...] = (
     Variable("AWS_REGION", "aws_region", "S3 region", lambda: "us-east-1"),
     Variable("LAKE_CONDITIONAL_WRITES", "lake_conditional_writes",
              "S3 writes ask the store to refuse an existing key (If-None-Match: *); false only for a store "
-             "without conditional writes (docs/lake.md)", lambda: "true", _check_bool("LAKE_CONDITIONAL_WRITES")),
+             "without conditional writes (docs/lake.md)", lambda: "true",
+             _check_bool("LAKE_CONDITIONAL_WRITES"), lambda value: value.lower() == "true"),
     Variable("WAREHOUSE_URL", "warehouse_url", "postgresql+psycopg2://user:pw@host:port/db",
              check=_check_warehouse_url, secret=True),
     Variable("WAREHOUSE_LOADER_PASSWORD", "warehouse_loader_password",
@@ -134,33 +132,31 @@ SETTINGS: tuple[Variable, ...] = (
              "password of login user cryptolake_analyst_user, set by `cryptolake migrate` (unset: user untouched)",
              secret=True),
     Variable("CMC_MONTHLY_CREDITS", "cmc_monthly_credits", "plan's monthly credit quota",
-             lambda: "10000", _check_positive_int("CMC_MONTHLY_CREDITS")),
+             lambda: "10000", _check_positive_int("CMC_MONTHLY_CREDITS"), int),
     Variable("CMC_RATE_LIMIT", "cmc_rate_limit", "requests per minute allowed by the plan (key_info overrides)",
-             lambda: "30", _check_positive_int("CMC_RATE_LIMIT")),
+             lambda: "30", _check_positive_int("CMC_RATE_LIMIT"), int),
     Variable("CMC_CREDIT_MARGIN", "cmc_credit_margin",
              "share of the monthly quota kept in reserve: below it, low-priority extractors skip",
-             lambda: "0.35", _check_fraction("CMC_CREDIT_MARGIN")),
+             lambda: "0.35", _check_fraction("CMC_CREDIT_MARGIN"), float),
     Variable("CMC_LISTINGS_LIMIT", "cmc_listings_limit", "coins fetched per listings snapshot",
-             lambda: "5000", _check_positive_int("CMC_LISTINGS_LIMIT")),
+             lambda: "5000", _check_positive_int("CMC_LISTINGS_LIMIT"), int),
     Variable("CMC_RESCAN_DAYS", "cmc_rescan_days", "days between full rescans of info and exchange assets",
-             lambda: "30", _check_positive_int("CMC_RESCAN_DAYS")),
+             lambda: "30", _check_positive_int("CMC_RESCAN_DAYS"), int),
     Variable("CMC_CATEGORY_SLICE", "cmc_category_slice", "categories whose coins are fetched per run",
-             lambda: "25", _check_positive_int("CMC_CATEGORY_SLICE")),
+             lambda: "25", _check_positive_int("CMC_CATEGORY_SLICE"), int),
     Variable("CMC_RUN_CEILING_FACTOR", "cmc_run_ceiling_factor",
              "hard ceiling of one extraction run, as a multiple of its own call and credit estimate",
-             lambda: "2", _check_positive_number("CMC_RUN_CEILING_FACTOR")),
+             lambda: "2", _check_positive_number("CMC_RUN_CEILING_FACTOR"), float),
     Variable("CMC_RUN_CEILING_EXTRA", "cmc_run_ceiling_extra",
              "calls and credits a run may spend beyond CMC_RUN_CEILING_FACTOR x its estimate",
-             lambda: "5", _check_positive_int("CMC_RUN_CEILING_EXTRA")),
+             lambda: "5", _check_positive_int("CMC_RUN_CEILING_EXTRA"), int),
     Variable("DELTA_VACUUM_RETENTION_HOURS", "delta_vacuum_retention_hours",
              "hours of silver Delta history kept by the weekly VACUUM (time travel, --as-of-version)",
-             lambda: "168", _check_positive_int("DELTA_VACUUM_RETENTION_HOURS")),
+             lambda: "168", _check_positive_int("DELTA_VACUUM_RETENTION_HOURS"), int),
     Variable("CRYPTOLAKE_SPARK_CLASSPATH", "spark_classpath",
              "file listing the jars local Spark loads (`make jars` writes it); unused under spark-submit",
              _default_spark_classpath),
 )
-_INTEGERS = ("cmc_monthly_credits", "cmc_rate_limit", "cmc_listings_limit", "cmc_rescan_days", "cmc_category_slice",
-             "cmc_run_ceiling_extra", "delta_vacuum_retention_hours")
 
 
 @dataclass(frozen=True)
@@ -207,12 +203,9 @@ class Settings:
             values[var.field] = raw or None
         if problems:
             raise SettingsError(problems)
-        for name in _INTEGERS:
-            values[name] = int(values[name])
-        values["cmc_credit_margin"] = float(values["cmc_credit_margin"])
-        values["cmc_run_ceiling_factor"] = float(values["cmc_run_ceiling_factor"])
+        values = {var.field: var.parse(values[var.field]) if values[var.field] is not None else None
+                  for var in SETTINGS}
         values["lake_uri"] = values["lake_uri"].rstrip("/")
-        values["lake_conditional_writes"] = values["lake_conditional_writes"].lower() == "true"
         return cls(**values)
 
     def require(self, field: str, hint: str) -> str:
