@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, Literal
+from typing import Any, Container, Iterator, Literal
 
 from cryptolake import logs
 from cryptolake.errors import LakeError
@@ -100,6 +100,13 @@ class Ledger:
             if record.status in statuses:
                 return record
         return None
+
+    def records(self, skip: Container[tuple[str, str, str]] = ()) -> Iterator[RunRecord]:
+        """Every step's records except those whose (step, name, run_id) is in `skip` (those are not read)."""
+        for path in self.lake.list_files("_meta", ".json"):
+            key = tuple(path.removesuffix(".json").split("/")[1:])
+            if len(key) == 3 and key[0] in STEPS and key not in skip:
+                yield RunRecord.from_json(self.lake.read_bytes(path))
 
     def snapshots(self, extractor: str) -> list[RunRecord]:
         """The complete bronze snapshots of an extractor, oldest first: only runs whose record exists count."""

@@ -10,24 +10,19 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
 from cryptolake.lake import Lake
-from cryptolake.ledger import STEPS, RunRecord
+from cryptolake.ledger import Ledger
 from cryptolake.warehouse.models import Run
 
 
 def mirror_ledger(engine: Engine, lake: Lake) -> int:
     """Insert the ledger records meta.runs does not have yet (idempotent); returns how many were new."""
     with engine.begin() as conn:
-        known = set(conn.execute(select(Run.step, Run.name, Run.run_id)).all())
-        rows = []
-        for path in lake.list_files("_meta", ".json"):
-            parts = path.removesuffix(".json").split("/")
-            if len(parts) != 4 or parts[1] not in STEPS or tuple(parts[1:]) in known:
-                continue
-            record = RunRecord.from_json(lake.read_bytes(path))
-            rows.append({"run_id": record.run_id, "step": record.step, "name": record.name,
-                         "started_at": record.started_at, "ended_at": record.ended_at, "status": record.status,
-                         "rows": record.rows, "credits": record.credits, "files": len(record.files),
-                         "upstream": record.upstream, "error": record.error})
+        known = {tuple(row) for row in conn.execute(select(Run.step, Run.name, Run.run_id))}
+        rows = [{"run_id": record.run_id, "step": record.step, "name": record.name,
+                 "started_at": record.started_at, "ended_at": record.ended_at, "status": record.status,
+                 "rows": record.rows, "credits": record.credits, "files": len(record.files),
+                 "upstream": record.upstream, "error": record.error}
+                for record in Ledger(lake).records(skip=known)]
         if rows:  # a concurrent load may mirror the same records: the first one wins, they are identical
             conn.execute(insert(Run).values(rows).on_conflict_do_nothing())
     return len(rows)
