@@ -98,22 +98,19 @@ def _timestamp(value: Any) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ParseError(f"expected a timestamp, got {value!r}")
     try:
-        if isinstance(value, str) and not _looks_numeric(value):
+        epoch = _number(value, "a timestamp")
+    except ParseError:  # not a finite number: ISO-8601 text, or nothing a timestamp can be
+        if not isinstance(value, str):
+            raise ParseError(f"expected a timestamp, got {value!r}") from None
+        epoch = None
+    try:
+        if epoch is None:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
             return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-        epoch = _number(value, "a timestamp")
         seconds = epoch / 1000 if abs(epoch) >= EPOCH_MILLIS_FROM else epoch
         return datetime.fromtimestamp(float(seconds), timezone.utc)
-    except (ValueError, OverflowError, OSError, ParseError):
+    except (ValueError, OverflowError, OSError):
         raise ParseError(f"expected a timestamp, got {value!r}") from None
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        Decimal(text.strip())
-    except InvalidOperation:
-        return False
-    return True
 
 
 def _str_list(value: Any) -> list[str] | None:
