@@ -50,10 +50,9 @@ class Jdbc:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Jdbc":
-        if not settings.warehouse_url:
-            raise CryptolakeError("WAREHOUSE_URL is not set", "Set it (see `cryptolake local env`) and run again")
-        logs.register_secret(settings.warehouse_url)
-        url = make_url(settings.warehouse_url)
+        warehouse_url = settings.require("warehouse_url", "Set it (see `cryptolake local env`) and run again")
+        logs.register_secret(warehouse_url)
+        url = make_url(warehouse_url)
         query = f"?{urlencode(dict(url.query))}" if url.query else ""
         return cls(f"jdbc:postgresql://{url.host or 'localhost'}:{url.port or 5432}/{url.database}{query}",
                    url.username or "", url.password or "")
