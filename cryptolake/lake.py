@@ -8,12 +8,13 @@ upload completes. A snapshot as a whole becomes visible when its run's ledger re
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 import boto3
@@ -75,15 +76,20 @@ class Lake:
     """A lake root. Paths given to its methods are relative to the root, with `/` separators.
 
     On S3, reads go through pyarrow and writes through `s3` (a boto3 client): only boto3 can make an upload
-    conditional.
+    conditional. The client is made on the first write: most lakes (Spark's, the ledger readers) never write.
     """
 
-    def __init__(self, uri: str, filesystem: pafs.FileSystem, root: str, s3=None):
+    def __init__(self, uri: str, filesystem: pafs.FileSystem, root: str,
+                 s3_client: Callable[[], Any] | None = None):
         self.uri = uri.rstrip("/")
         self.fs = filesystem
         self._root = root.rstrip("/")
         self.is_local = isinstance(filesystem, pafs.LocalFileSystem)
-        self.s3 = s3
+        self._s3_client = s3_client
+
+    @functools.cached_property
+    def s3(self):
+        return self._s3_client()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Lake":
@@ -100,19 +106,23 @@ class Lake:
             allow_bucket_creation=False,
             allow_bucket_deletion=False,
         )
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=settings.aws_endpoint_url,
-            aws_access_key_id=settings.aws_access_key_id,
-            aws_secret_access_key=settings.aws_secret_access_key,
-            region_name=settings.aws_region,
-            # pyarrow and S3A address buckets by path under an endpoint; boto3 would use virtual hosts
-            config=Config(s3={"addressing_style": "path" if endpoint else "auto"}),
-        )
-        if settings.lake_conditional_writes:
-            for operation in ("PutObject", "CompleteMultipartUpload"):
-                s3.meta.events.register(f"before-parameter-build.s3.{operation}", _create_only)
-        return cls(settings.lake_uri, fs, parts.netloc + parts.path, s3)
+
+        def s3_client():
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=settings.aws_endpoint_url,
+                aws_access_key_id=settings.aws_access_key_id,
+                aws_secret_access_key=settings.aws_secret_access_key,
+                region_name=settings.aws_region,
+                # pyarrow and S3A address buckets by path under an endpoint; boto3 would use virtual hosts
+                config=Config(s3={"addressing_style": "path" if endpoint else "auto"}),
+            )
+            if settings.lake_conditional_writes:
+                for operation in ("PutObject", "CompleteMultipartUpload"):
+                    s3.meta.events.register(f"before-parameter-build.s3.{operation}", _create_only)
+            return s3
+
+        return cls(settings.lake_uri, fs, parts.netloc + parts.path, s3_client)
 
     # -- addressing ---------------------------------------------------------------------------------------
     def _abs(self, rel: str) -> str:
