@@ -69,23 +69,28 @@ def cli(ctx: click.Context, lake_uri, cmc_base_url, warehouse_url, log_json) -> 
 # -- pipeline steps ------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("extractor", required=False)
-@click.option("--group", type=click.Choice(GROUPS), help="Run every extractor of this frequency group.")
+@click.option("--group", type=click.Choice(GROUPS),
+              help="Run this frequency group's extractors (with EXTRACTOR: only that one, with the group's parameters).")
 @pass_context
 def extract(ctx: Context, extractor: str | None, group: str | None) -> None:
     """Run one extractor or a frequency group: CoinMarketCap -> bronze Parquet.
 
-    Exit status: 0 all extracted (or skipped on purpose), 4 partial (failed chunks are retried next run),
-    5 stopped by the plan's quota, 1 nothing extracted.
+    The pipeline spec (cryptolake/pipeline.yaml) says which extractors a group runs, their priority and their
+    parameters; `extract EXTRACTOR --group G` is one task of a DAG. Exit status: 0 all extracted (or skipped on
+    purpose), 4 partial (failed chunks are retried next run), 5 stopped by the plan's quota, 1 nothing extracted.
     """
     from cryptolake.ledger import new_run_id
-    from cryptolake.services.extract.registry import EXTRACTORS, group as extractors_of
+    from cryptolake.services.extract import registry
     from cryptolake.services.extract.runner import run_many
 
-    if bool(extractor) == bool(group):
-        raise click.UsageError("give one extractor name or --group, not both and not neither")
-    if extractor and extractor not in EXTRACTORS:
-        raise click.UsageError(f"unknown extractor {extractor!r}; choose one of: {', '.join(EXTRACTORS)}")
-    chosen = [EXTRACTORS[extractor]] if extractor else extractors_of(group)
+    if not extractor and not group:
+        raise click.UsageError("give an extractor name, --group, or both")
+    if extractor and extractor not in registry.EXTRACTORS:
+        raise click.UsageError(f"unknown extractor {extractor!r}; choose one of: {', '.join(registry.EXTRACTORS)}")
+    try:
+        chosen = [registry.job(extractor, group)] if extractor else registry.group(group)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     # The invocation gets a run id of its own; each extractor run logs under its ledger run id.
     logs.set_context(job=f"extract:{extractor or group}", run_id=new_run_id(datetime.now(timezone.utc)))
     sys.exit(run_many(chosen, ctx.settings))

@@ -59,8 +59,10 @@ def test_group_names_are_defined_once():
     assert definitions == ["cryptolake/groups.py"]
 
 
-def test_every_extractor_declares_known_groups():
-    from cryptolake.services.extract.registry import EXTRACTORS
+def test_the_pipeline_spec_schedules_every_extractor_in_known_groups():
+    from cryptolake import pipeline
+    from cryptolake.services.extract.registry import EXTRACTORS, checked
 
-    for extractor in EXTRACTORS.values():
-        assert set(extractor.groups) <= set(GROUPS) - {"all"}, extractor.name
+    spec = checked(pipeline.default())
+    assert set(spec.extractors) == set(EXTRACTORS)
+    assert {j.group for j in spec.jobs} == set(GROUPS) - {"all"}

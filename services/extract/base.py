@@ -83,6 +83,7 @@ class Plan(abc.ABC):
     call failed or its `data` was not the expected shape)."""
 
     part_files = True
+    settings_read: tuple[str, ...] = ()  # the settings it plans with, which a job of the pipeline spec may set
 
     @abc.abstractmethod
     def chunks(self, run: "ExtractRun") -> Generator[Chunk, int | None, None]:
@@ -113,6 +114,10 @@ class Pages(Plan):
 
     page_size: int
     total_setting: str | None = None
+
+    @property
+    def settings_read(self) -> tuple[str, ...]:
+        return (self.total_setting,) if self.total_setting else ()
 
     def total(self, run: "ExtractRun") -> int | None:
         return getattr(run.settings, self.total_setting) if self.total_setting else None
@@ -148,6 +153,10 @@ class IdBatches(Plan):
     extra: Mapping[str, Any] = field(default_factory=dict)
     items_per_id: int = 1
 
+    @property
+    def settings_read(self) -> tuple[str, ...]:
+        return self.ids.settings_read
+
     def chunks(self, run):
         for batch in _batched(run.ids_to_fetch, self.size):
             key = f"{self.param}={batch[0]}" if len(batch) == 1 else f"{self.param}={batch[0]}..{batch[-1]}"
@@ -165,6 +174,7 @@ class IdPolicy(abc.ABC):
 
     source: str
     column: str
+    settings_read = ("cmc_rescan_days",)
 
     def source_ids(self, run: "ExtractRun") -> list:
         latest = run.ledger.latest("extract", self.source)
@@ -210,6 +220,8 @@ class ActiveSet(IdPolicy):
 class RotatingSlice(IdPolicy):
     """CMC_CATEGORY_SLICE ids per run, continuing where the previous run stopped, wrapping around."""
 
+    settings_read = ("cmc_category_slice",)
+
     def select(self, run):
         ids = self.source_ids(run)
         if not ids:
@@ -226,8 +238,6 @@ class Extractor:
     name: str
     path: str
     columns: tuple[Column, ...]
-    groups: tuple[str, ...]
-    priority: str = "high"  # "low": skipped when the month's credits run short
     params: Mapping[str, Any] = field(default_factory=dict)
     items: Callable[[Any, Chunk], Items] = listed
     plan: Plan = field(default_factory=OneCall)

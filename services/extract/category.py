@@ -19,7 +19,6 @@ def category_coins(data: Any, chunk: Chunk) -> Items:
 crypto_categories = Extractor(
     name="crypto_categories",
     path="/v1/cryptocurrency/categories",
-    groups=("10x", "init"),
     plan=Pages(page_size=5000),
     id_column="category_id",
     columns=columns(
@@ -40,8 +39,6 @@ crypto_categories = Extractor(
 crypto_category = Extractor(
     name="crypto_category",
     path="/v1/cryptocurrency/category",
-    groups=("daily", "init"),
-    priority="low",
     plan=IdBatches(RotatingSlice("crypto_categories", "category_id"), size=1, extra={"limit": CATEGORY_LIMIT},
                    items_per_id=CATEGORY_LIMIT),
     credits=Credits(per_items=200, base=1),  # an upper bound: most categories hold far fewer than 1,000 coins

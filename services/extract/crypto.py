@@ -14,7 +14,6 @@ PLATFORM = (
 crypto_map = Extractor(
     name="crypto_map",
     path="/v1/cryptocurrency/map",
-    groups=("daily", "init"),
     params={"listing_status": "active", "sort": "id",
             "aux": "platform,first_historical_data,last_historical_data,is_active"},
     plan=Pages(page_size=5000),
@@ -36,7 +35,6 @@ crypto_map = Extractor(
 crypto_info = Extractor(
     name="crypto_info",
     path="/v2/cryptocurrency/info",
-    groups=("weekly", "init"),
     params={"aux": "urls,logo,description,tags,platform,date_added,notice"},
     plan=IdBatches(NewIds("crypto_map", "crypto_id"), size=100, extra={"skip_invalid": "true"}),
     items=keyed,
@@ -72,7 +70,6 @@ crypto_info = Extractor(
 crypto_listings_latest = Extractor(
     name="crypto_listings_latest",
     path="/v1/cryptocurrency/listings/latest",
-    groups=("5x", "init"),
     params={"sort": "market_cap", "convert": "USD"},
     plan=Pages(page_size=1000, total_setting="cmc_listings_limit"),
     credits=Credits(per_items=200),

@@ -7,7 +7,6 @@ from cryptolake.services.extract.fields import BOOL, FIRST_STR, FLOAT, INT, STR,
 exchange_map = Extractor(
     name="exchange_map",
     path="/v1/exchange/map",
-    groups=("daily", "init"),
     params={"sort": "id", "aux": "first_historical_data,last_historical_data,is_active"},
     plan=Pages(page_size=5000),
     id_column="exchange_id",
@@ -25,7 +24,6 @@ exchange_map = Extractor(
 exchange_info = Extractor(
     name="exchange_info",
     path="/v1/exchange/info",
-    groups=("weekly", "init"),
     params={"aux": "urls,logo,description,date_launched,notice"},
     plan=IdBatches(NewIds("exchange_map", "exchange_id"), size=100),
     items=keyed,
@@ -58,8 +56,6 @@ exchange_info = Extractor(
 exchange_assets = Extractor(
     name="exchange_assets",
     path="/v1/exchange/assets",
-    groups=("daily", "init"),
-    priority="low",
     plan=IdBatches(ActiveSet("exchange_map", "exchange_id"), size=1),
     items=listed_per_request_id,
     id_column="exchange_id",

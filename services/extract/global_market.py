@@ -21,7 +21,6 @@ _USD = ("total_market_cap", "total_volume_24h", "total_volume_24h_reported", "al
 global_metrics_latest = Extractor(
     name="global_metrics_latest",
     path="/v1/global-metrics/quotes/latest",
-    groups=("10x", "init"),
     params={"convert": "USD"},
     items=single,
     columns=columns(

@@ -6,7 +6,6 @@ from cryptolake.services.extract.fields import INT, TS, columns
 key_info = Extractor(
     name="key_info",
     path="/v1/key/info",
-    groups=("daily", "weekly", "5x", "10x", "init"),
     items=single,
     credits=Credits(per_call=0),
     columns=columns(

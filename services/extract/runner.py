@@ -8,9 +8,9 @@ Exit status (the container's, so Airflow sees it): 0 everything extracted (or de
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
 
@@ -24,6 +24,17 @@ from cryptolake.services.extract.base import ExtractRun, Extractor
 log = logs.get(__name__)
 PART_ROWS = 100_000
 EXIT_CODES = {"success": 0, "skipped": 0, "partial": 4, "quota": 5, "failed": 1}
+
+
+@dataclass(frozen=True)
+class Job:
+    """An extractor as a group of the pipeline spec runs it: its priority and the settings its parameters
+    override (registry.group builds these; an Extractor passed alone runs at high priority on plain settings)."""
+
+    extractor: Extractor
+    priority: str = "high"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    group: str | None = None
 
 
 @dataclass
@@ -45,10 +56,10 @@ class CreditGovernor:
         left = int(left) if left is not None else quota - int(month.get("credits_used") or 0)
         return cls(quota, left, settings.cmc_credit_margin)
 
-    def decide(self, extractor: Extractor, estimate: int) -> str | None:
+    def decide(self, priority: str, estimate: int) -> str | None:
         """None to go ahead, else the reason to skip."""
         reserve = self.margin * self.quota
-        if extractor.priority == "low" and self.credits_left - estimate < reserve:
+        if priority == "low" and self.credits_left - estimate < reserve:
             return (f"skipped to keep the reserve: ~{estimate} credits needed, {self.credits_left} left this month, "
                     f"reserve {reserve:.0f} ({self.margin:.0%} of {self.quota})")
         return None
@@ -61,21 +72,25 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def run_extractor(extractor: Extractor, settings: Settings, lake: Lake, client: CmcClient,
+def run_extractor(job: Job | Extractor, settings: Settings, lake: Lake, client: CmcClient,
                   governor: CreditGovernor | None = None, clock: Callable[[], datetime] = utc_now,
                   ) -> tuple[RunRecord, bool]:
     """One run, recorded in the ledger; returns (record, stopped by quota).
 
     `clock` gives the snapshot time (the run's start); replaying a simulated market passes the sandbox's clock.
     """
+    job = job if isinstance(job, Job) else Job(job)
+    extractor, settings = job.extractor, replace(settings, **job.overrides)
     started = _unused_second(Ledger(lake), extractor.name, clock)
     quota_hit = False
     with Ledger(lake).run("extract", extractor.name, started=started, endpoint=extractor.path,
                           params=dict(extractor.params)) as record, logs.context(extractor=extractor.name):
+        if job.group:
+            record.details["job"] = {"group": job.group, "priority": job.priority, "overrides": dict(job.overrides)}
         run = ExtractRun(extractor, settings, lake, client, record)
         run.plan_ids()
         estimate = run.estimate()
-        reason = governor.decide(extractor, estimate) if governor else None
+        reason = governor.decide(job.priority, estimate) if governor else None
         if reason:
             log.warning("%s %s", extractor.name, reason)
             record.status, record.details["skip_reason"] = "skipped", reason
@@ -137,8 +152,8 @@ def _write_if_changed(run: ExtractRun) -> None:
     run.write(iter(table.to_batches()), PART_ROWS)
 
 
-def run_many(extractors: list[Extractor], settings: Settings, clock: Callable[[], datetime] = utc_now) -> int:
-    """Run extractors in order with one client and one governor; the exit status is the worst outcome."""
+def run_many(jobs: Iterable[Job | Extractor], settings: Settings, clock: Callable[[], datetime] = utc_now) -> int:
+    """Run jobs in order with one client and one governor; the exit status is the worst outcome."""
     api_key = settings.require("cmc_api_key", "Set CMC_API_KEY, or eval \"$(cryptolake local env)\" for the sandbox")
     lake = Lake.from_settings(settings)
     client = CmcClient(settings.cmc_base_url, api_key, rate_limit_per_minute=settings.cmc_rate_limit)
@@ -146,9 +161,10 @@ def run_many(extractors: list[Extractor], settings: Settings, clock: Callable[[]
     log.info("%d credits left this month (quota %d); rate limit %d/min", governor.credits_left, governor.quota,
              client.pacer.per_minute)
     outcomes: list[str] = []
-    for extractor in extractors:
+    for job in jobs:
+        extractor = job.extractor if isinstance(job, Job) else job
         try:
-            record, quota_hit = run_extractor(extractor, settings, lake, client, governor, clock)
+            record, quota_hit = run_extractor(job, settings, lake, client, governor, clock)
         except CmcError as err:  # configuration errors: recorded as failed by the ledger, then reported
             log.error("%s failed: %s", extractor.name, err)
             outcomes.append("failed")

@@ -6,7 +6,6 @@ from cryptolake.services.extract.fields import INT, STR, TS, columns
 fear_greed_latest = Extractor(
     name="fear_greed_latest",
     path="/v3/fear-and-greed/latest",
-    groups=("10x", "init"),
     items=single,
     columns=columns(
         ("fear_greed_score", "value", INT, True),
@@ -18,7 +17,6 @@ fear_greed_latest = Extractor(
 fear_greed_historical = Extractor(
     name="fear_greed_historical",
     path="/v3/fear-and-greed/historical",
-    groups=("init",),
     plan=Pages(page_size=500),
     columns=columns(
         ("index_timestamp", "timestamp", TS, True),

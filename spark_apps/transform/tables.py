@@ -10,7 +10,7 @@ Three kinds of table, each with one write rule (see base.py):
 
 Every table ends with the lineage columns `run_id` (the bronze extract run) and `source_file` (lake-relative
 bronze file); partitioned tables carry `snapshot_date` (UTC date of snapshot_timestamp) as the partition column.
-A table's frequency groups are derived from the groups of the extractors it reads, so they cannot drift.
+A table's frequency groups are those of the extractors it reads in the pipeline spec, so they cannot drift.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from functools import cached_property
 
 from pyspark.sql import types as T
 
+from cryptolake import pipeline
 from cryptolake.groups import GROUPS
 
 _TYPES = {
@@ -68,10 +69,9 @@ class Table:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        from cryptolake.services.extract.registry import EXTRACTORS
-
-        found = {g for source in self.sources for g in EXTRACTORS[source].groups}
-        return tuple(g for g in GROUPS if g in found or g == "all")
+        spec = pipeline.default()
+        found = {g for source in self.sources for g in spec.groups_of(source)}
+        return tuple(g for g in GROUPS if g in found)
 
 
 _SNAP = "snapshot_timestamp timestamp!"

@@ -14,6 +14,7 @@ import pytest
 from cryptolake.lake import Lake
 from cryptolake.ledger import Ledger
 from cryptolake.services.client import CmcClient
+from cryptolake.services.extract import registry
 from cryptolake.services.extract.registry import EXTRACTORS
 from cryptolake.services.extract.runner import run_extractor, run_many
 from cryptolake.services.sandbox import DEFAULT_API_KEY
@@ -145,8 +146,9 @@ def test_rerunning_after_a_partial_run_fills_the_gap_without_duplicates(fresh_sa
 
 def test_low_priority_extractors_skip_when_credits_run_short(fresh_sandbox, s3_settings, s3_extract_lake):
     settings = replace(s3_settings, cmc_credit_margin=0.999)  # reserve 9,990 of 10,000
-    extractors = [EXTRACTORS[n] for n in ("exchange_map", "exchange_assets", "crypto_listings_latest")]
-    assert run_many(extractors, settings) == 0
+    jobs = [registry.job(n) for n in ("exchange_map", "exchange_assets", "crypto_listings_latest")]
+    assert [j.priority for j in jobs] == ["high", "low", "high"]  # as the pipeline spec declares them
+    assert run_many(jobs, settings) == 0
     assets = latest(s3_extract_lake, "exchange_assets")
     assert assets.status == "skipped" and "reserve" in assets.details["skip_reason"]
     assert latest(s3_extract_lake, "crypto_listings_latest").status == "success"  # high priority runs anyway

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cryptolake.services.extract.base import Ceiling
-from cryptolake.services.extract.registry import EXTRACTORS
 from cryptolake.services.extract.runner import EXIT_CODES, CreditGovernor, group_exit_code
 from cryptolake.settings import Settings
 
-HIGH, LOW = EXTRACTORS["crypto_listings_latest"], EXTRACTORS["exchange_assets"]
+HIGH, LOW = "high", "low"
 
 
 def governor(left: int, quota: int = 10_000, margin: float = 0.35) -> CreditGovernor:

@@ -71,7 +71,7 @@ def extract_days(sandbox: Sandbox, lake_uri: str, days: list[date]) -> None:
     settings = settings_for(lake_uri, {**EXTRACT_ENV, "CMC_BASE_URL": sandbox.url})
     for day in days:
         for at, groups in schedule(day):
-            chosen = list({e.name: e for g in groups for e in group(g)}.values())
+            chosen = list({j.extractor.name: j for g in groups for j in group(g)}.values())
             sandbox.set_clock(at)
             code = run_many(chosen, settings, clock=lambda at=at: at)  # snapshots stamped with simulated time
             assert code == 0, f"extraction of {groups} at {at} exited {code}"

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from cryptolake import pipeline
 from cryptolake.ledger import Ledger, RunRecord, new_run_id
 from cryptolake.services.extract.registry import EXTRACTORS
 from cryptolake.spark_apps.transform.state import GRACE, SourceState, Tracker
@@ -89,7 +90,7 @@ def test_groups_are_derived_from_the_extractors():
                                                   "fact_global_market", "fact_market_sentiment"}
     assert [t.name for t in tables_of("init")] == [t.name for t in TABLE_LIST] == [t.name for t in tables_of("all")]
     for table in TABLE_LIST:
-        assert set(table.groups) == {g for s in table.sources for g in EXTRACTORS[s].groups} | {"all"}
+        assert set(table.groups) == {g for s in table.sources for g in pipeline.default().groups_of(s)}
     with pytest.raises(ValueError):
         tables_of("hourly")
     assert set(GROUPS) == {"daily", "weekly", "5x", "10x", "init", "all"}
