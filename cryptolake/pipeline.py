@@ -90,6 +90,31 @@ class ExtractJob:
 
 
 @dataclass(frozen=True)
+class AirflowPolicy:
+    owner: str
+    api_pool: str
+    api_pool_slots: int
+    retries: int
+    retry_delay_minutes: int
+    max_retry_delay_minutes: int
+    timeout_minutes: Mapping[str, int]  # extract, spark, sql, backup
+    warehouse_conn_id: str
+
+
+@dataclass(frozen=True)
+class KubernetesPlacement:
+    namespace: str
+    images: Mapping[str, str]  # extract, spark
+    config_map: str
+    secret: str
+    spark_service_account: str
+    extract_resources: Mapping[str, str]  # cpu, memory, memory_limit
+    spark_driver: Mapping[str, Any]  # cores, memory
+    spark_executor: Mapping[str, Any]  # instances, cores, memory
+    spark_ttl_seconds: int
+
+
+@dataclass(frozen=True)
 class Pipeline:
     source: str
     groups: Mapping[str, Group]
@@ -97,6 +122,8 @@ class Pipeline:
     spark_apps: tuple[str, ...]
     post_load_sql: tuple[str, ...]
     backup_schedule: Schedule
+    airflow: AirflowPolicy
+    kubernetes: KubernetesPlacement
 
     def extract_jobs(self, group: str) -> list[ExtractJob]:
         """The group's jobs in the spec's order (`all`: every extractor once, with its init parameters)."""
@@ -181,7 +208,8 @@ class _Reader:
         return value
 
     def pipeline(self, raw: Any) -> Pipeline:
-        spec = self.mapping(raw, "", ("version", "groups", "spark_apps", "post_load_sql", "backup", "extractors"))
+        spec = self.mapping(raw, "", ("version", "groups", "spark_apps", "post_load_sql", "backup", "airflow",
+                                      "kubernetes", "extractors"))
         if spec["version"] != SPEC_VERSION:
             raise self.fail("version", f"this release reads version {SPEC_VERSION}, got {spec['version']!r}")
         groups_raw = self.mapping(spec["groups"], "groups", required=SCHEDULED_GROUPS)
@@ -204,7 +232,52 @@ class _Reader:
         for name in SCHEDULED_GROUPS:
             if not any(j.group == name for j in jobs):
                 raise self.fail(f"groups.{name}", "no extractor runs in this group")
-        return Pipeline(self.source, groups, jobs, tuple(apps), tuple(s.strip() for s in sql), backup_schedule)
+        return Pipeline(self.source, groups, jobs, tuple(apps), tuple(s.strip() for s in sql), backup_schedule,
+                        self.airflow(spec["airflow"]), self.kubernetes(spec["kubernetes"]))
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, f"expected a non-empty string, got {value!r}")
+        return value.strip()
+
+    def texts(self, raw: Any, where: str, keys: tuple[str, ...]) -> dict[str, str]:
+        spec = self.mapping(raw, where, keys)
+        return {k: self.text(spec[k], f"{where}.{k}") for k in keys}
+
+    def counts(self, raw: Any, where: str, keys: tuple[str, ...], minimum: int = 1) -> dict[str, int]:
+        spec = self.mapping(raw, where, keys)
+        return {k: self.count(spec[k], f"{where}.{k}", minimum) for k in keys}
+
+    def airflow(self, raw: Any) -> AirflowPolicy:
+        spec = self.mapping(raw, "airflow", ("owner", "api_pool", "retries", "retry_delay_minutes",
+                                             "max_retry_delay_minutes", "timeout_minutes", "warehouse_conn_id"))
+        pool = self.mapping(spec["api_pool"], "airflow.api_pool", ("name", "slots"))
+        return AirflowPolicy(
+            self.text(spec["owner"], "airflow.owner"), self.text(pool["name"], "airflow.api_pool.name"),
+            self.count(pool["slots"], "airflow.api_pool.slots", 1), self.count(spec["retries"], "airflow.retries"),
+            self.count(spec["retry_delay_minutes"], "airflow.retry_delay_minutes", 1),
+            self.count(spec["max_retry_delay_minutes"], "airflow.max_retry_delay_minutes", 1),
+            self.counts(spec["timeout_minutes"], "airflow.timeout_minutes", ("extract", "spark", "sql", "backup")),
+            self.text(spec["warehouse_conn_id"], "airflow.warehouse_conn_id"))
+
+    def kubernetes(self, raw: Any) -> KubernetesPlacement:
+        where = "kubernetes"
+        spec = self.mapping(raw, where, ("namespace", "images", "config_map", "secret", "spark_service_account",
+                                         "extract_resources", "spark_driver", "spark_executor", "spark_ttl_seconds"))
+        driver = self.mapping(spec["spark_driver"], f"{where}.spark_driver", ("cores", "memory"))
+        executor = self.mapping(spec["spark_executor"], f"{where}.spark_executor", ("instances", "cores", "memory"))
+        return KubernetesPlacement(
+            self.text(spec["namespace"], f"{where}.namespace"),
+            self.texts(spec["images"], f"{where}.images", ("extract", "spark")),
+            self.text(spec["config_map"], f"{where}.config_map"), self.text(spec["secret"], f"{where}.secret"),
+            self.text(spec["spark_service_account"], f"{where}.spark_service_account"),
+            self.texts(spec["extract_resources"], f"{where}.extract_resources", ("cpu", "memory", "memory_limit")),
+            {"cores": self.count(driver["cores"], f"{where}.spark_driver.cores", 1),
+             "memory": self.text(driver["memory"], f"{where}.spark_driver.memory")},
+            {"instances": self.count(executor["instances"], f"{where}.spark_executor.instances", 1),
+             "cores": self.count(executor["cores"], f"{where}.spark_executor.cores", 1),
+             "memory": self.text(executor["memory"], f"{where}.spark_executor.memory")},
+            self.count(spec["spark_ttl_seconds"], f"{where}.spark_ttl_seconds", 1))
 
     def group(self, name: str, raw: Any) -> Group:
         where = f"groups.{name}"
