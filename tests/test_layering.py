@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"cryptolake": REPO / "cryptolake", "cryptolake.services": REPO / "services",
          "cryptolake.spark_apps": REPO / "spark_apps"}
 CORE = {"cryptolake.settings", "cryptolake.logs", "cryptolake.lake", "cryptolake.ledger", "cryptolake.errors",
-        "cryptolake.groups"}
+        "cryptolake.groups", "cryptolake.pipeline"}
 
 
 def sources(root: Path) -> list[Path]:

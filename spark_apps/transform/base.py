@@ -26,8 +26,7 @@ from cryptolake.ledger import Ledger, RunRecord
 from cryptolake.settings import Settings
 from cryptolake.spark_apps.transform.quality import Cleaned, Rules, clean
 from cryptolake.spark_apps.transform.state import Pending, TableState, Tracker
-from cryptolake.spark_apps.transform.tables import (PARTITION_COLUMN, QUARANTINE, QUARANTINE_SCHEMA, TABLES,
-                                                    Table)
+from cryptolake.spark_apps.transform.tables import PARTITION_COLUMN, QUARANTINE, TABLES, Table, quarantine_schema
 
 log = logs.get(__name__)
 _ARROW_TO_SPARK = {"int64": T.LongType(), "double": T.DoubleType(), "string": T.StringType(),
@@ -197,7 +196,7 @@ class BaseTransformer:
         """Rejected rows with their reasons into silver/_quarantine (idempotent: keyed by a hash of the row)."""
         from delta.tables import DeltaTable
 
-        self.ensure_table(QUARANTINE, QUARANTINE_SCHEMA, ["table"])
+        self.ensure_table(QUARANTINE, quarantine_schema(), ["table"])
         rows = (cleaned.rejected
                 .withColumn("record", F.to_json(F.struct(*[F.col(c) for c in candidate_columns])))
                 .select(F.lit(table.name).alias("table"), "reason", "snapshot_timestamp", "run_id", "source_file",

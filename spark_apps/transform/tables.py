@@ -16,29 +16,28 @@ A table's frequency groups are those of the extractors it reads in the pipeline 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
-
-from pyspark.sql import types as T
+from functools import cached_property, lru_cache
 
 from cryptolake import pipeline
 from cryptolake.groups import GROUPS
 
-_TYPES = {
-    "long": T.LongType(), "int": T.IntegerType(), "double": T.DoubleType(), "string": T.StringType(),
-    "boolean": T.BooleanType(), "timestamp": T.TimestampType(), "date": T.DateType(),
-    "array<string>": T.ArrayType(T.StringType(), True),
-}
 LINEAGE = ("run_id string!", "source_file string!")
 PARTITION_COLUMN = "snapshot_date"
 QUARANTINE = "_quarantine"
 MAINTENANCE_GROUPS = ("weekly", "all")
 
 
-def _field(spec: str) -> T.StructField:
-    """`name type` with a trailing `!` for NOT NULL (Delta enforces it on every write)."""
+def _field(spec: str):
+    """`name type` with a trailing `!` for NOT NULL (Delta enforces it on every write). Spark is imported here
+    only: the declarations are read without it (`cryptolake budget` lists each table's refresh schedule)."""
+    from pyspark.sql import types as T
+
+    types = {"long": T.LongType(), "int": T.IntegerType(), "double": T.DoubleType(), "string": T.StringType(),
+             "boolean": T.BooleanType(), "timestamp": T.TimestampType(), "date": T.DateType(),
+             "array<string>": T.ArrayType(T.StringType(), True)}
     name, kind = spec.split(" ", 1)
     required = kind.endswith("!")
-    return T.StructField(name, _TYPES[kind.rstrip("!")], nullable=not required)
+    return T.StructField(name, types[kind.rstrip("!")], nullable=not required)
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,9 @@ class Table:
     reads: tuple[str, ...] = ()    # silver tables read (built first in a run)
 
     @cached_property
-    def schema(self) -> T.StructType:
+    def schema(self):
+        from pyspark.sql import types as T
+
         specs = list(self.columns) + list(LINEAGE)
         if self.partitioned:
             specs.append(f"{PARTITION_COLUMN} date!")
@@ -182,10 +183,14 @@ TABLE_LIST: tuple[Table, ...] = (
 )
 TABLES: dict[str, Table] = {t.name: t for t in TABLE_LIST}
 
-QUARANTINE_SCHEMA = T.StructType([_field(s) for s in (
-    "table string!", "reason string!", "snapshot_timestamp timestamp", "run_id string", "source_file string",
-    "record string!", "record_hash string!", "transform_run_id string!", "quarantined_at timestamp!",
-)])
+@lru_cache(maxsize=None)
+def quarantine_schema():
+    from pyspark.sql import types as T
+
+    return T.StructType([_field(s) for s in (
+        "table string!", "reason string!", "snapshot_timestamp timestamp", "run_id string", "source_file string",
+        "record string!", "record_hash string!", "transform_run_id string!", "quarantined_at timestamp!",
+    )])
 
 
 def tables_of(group: str) -> list[Table]:

@@ -4,6 +4,7 @@ writes dw and meta but cannot reshape the schema. Roles are cluster-wide, so the
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -81,3 +82,22 @@ def test_the_loader_writes_dw_and_meta_but_cannot_change_the_schema(loader):
             with pytest.raises(ProgrammingError, match="permission denied|must be owner"):
                 connection.execute(text(WRITES[what]))
             connection.rollback()
+
+
+def test_the_loader_refreshes_statistics_after_a_load_and_the_analyst_cannot(loader, analyst):
+    """The spec's post-load SQL: ANALYZE runs as the tables' owner, for the tables the load changed."""
+    with loader.begin() as connection:
+        connection.execute(text(WRITES["INSERT dw"].replace("(1, ", "(424242, ")))
+    with loader.begin() as connection:
+        connection.execute(text("CALL meta.refresh_statistics()"))
+    for _ in range(50):  # activity statistics reach the views asynchronously
+        with loader.connect() as connection:
+            analyzed = connection.execute(text(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                "WHERE schemaname = 'dw' AND relname = 'dim_crypto_id'")).scalar()
+        if analyzed:
+            break
+        time.sleep(0.1)
+    assert analyzed
+    with analyst.connect() as connection, pytest.raises(ProgrammingError, match="permission denied"):
+        connection.execute(text("CALL meta.refresh_statistics()"))
