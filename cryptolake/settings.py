@@ -153,6 +153,9 @@ SETTINGS: tuple[Variable, ...] = (
     Variable("DELTA_VACUUM_RETENTION_HOURS", "delta_vacuum_retention_hours",
              "hours of silver Delta history kept by the weekly VACUUM (time travel, --as-of-version)",
              lambda: "168", _check_positive_int("DELTA_VACUUM_RETENTION_HOURS"), int),
+    Variable("BACKUP_KEEP", "backup_keep",
+             "complete warehouse backups kept under gold/backups by `cryptolake backup` (older ones are deleted)",
+             lambda: "8", _check_positive_int("BACKUP_KEEP"), int),
     Variable("CRYPTOLAKE_SPARK_CLASSPATH", "spark_classpath",
              "file listing the jars local Spark loads (`make jars` writes it); unused under spark-submit",
              _default_spark_classpath),
@@ -181,6 +184,7 @@ class Settings:
     cmc_run_ceiling_factor: float
     cmc_run_ceiling_extra: int
     delta_vacuum_retention_hours: int
+    backup_keep: int
     spark_classpath: str
 
     @classmethod
