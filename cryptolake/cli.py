@@ -233,6 +233,32 @@ def demo(state_dir: Path) -> None:
     sys.exit(status)
 
 
+# -- backups -------------------------------------------------------------------------------------------------
+@cli.command()
+@pass_context
+def backup(ctx: Context) -> None:
+    """Dump the warehouse (WAREHOUSE_URL) to <LAKE_URI>/gold/backups/<id>/ and print the id (UTC
+    YYYYMMDDTHHMMSSZ) as the last line. Keeps the newest BACKUP_KEEP complete backups. See docs/backup.md."""
+    from cryptolake.backup import backup as run_backup
+
+    click.echo(run_backup(ctx.settings).id)
+
+
+@cli.command()
+@click.argument("backup_id", metavar="ID")
+@click.option("--target", metavar="URL", help="Restore into this database (postgresql+psycopg2:// URL) instead "
+                                              "of WAREHOUSE_URL.")
+@click.option("--force", is_flag=True, help="Restore into a non-empty database, replacing its warehouse objects.")
+@pass_context
+def restore(ctx: Context, backup_id: str, target: str | None, force: bool) -> None:
+    """Restore backup ID into WAREHOUSE_URL or --target (an empty database unless --force), then check every
+    table's row count and checksum against the backup's manifest. See docs/backup.md."""
+    from cryptolake.backup import restore as run_restore
+
+    for line in run_restore(ctx.settings, backup_id, target=target, force=force):
+        click.echo(line)
+
+
 cli.add_command(sandbox)
 
 

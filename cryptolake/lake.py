@@ -8,13 +8,14 @@ upload completes. A snapshot as a whole becomes visible when its run's ledger re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import boto3
@@ -160,6 +161,25 @@ class Lake:
         except FileNotFoundError as exc:
             raise LakeError(f"{self.uri_of(rel)} does not exist") from exc
 
+    def modified(self, rel: str) -> datetime | None:
+        """When the file was last written (UTC), None if it does not exist."""
+        info = self.fs.get_file_info(self._abs(rel))
+        if info.type == pafs.FileType.NotFound or info.mtime is None:
+            return None
+        return info.mtime if info.mtime.tzinfo else info.mtime.replace(tzinfo=timezone.utc)
+
+    def read_to_file(self, rel: str, local_path: str, chunk: int = 8 << 20) -> int:
+        """Copy a lake file to a local path in chunks (memory stays bounded by one chunk); returns its size."""
+        try:
+            with self.fs.open_input_stream(self._abs(rel)) as stream, open(local_path, "wb") as out:
+                size = 0
+                while data := stream.read(chunk):
+                    out.write(data)
+                    size += len(data)
+                return size
+        except FileNotFoundError as exc:
+            raise LakeError(f"{self.uri_of(rel)} does not exist") from exc
+
     def read_parquet(self, paths: str | Iterable[str], columns: list[str] | None = None) -> pa.Table:
         """The files as one table; with `columns`, only those column chunks are read from the store."""
         paths = [paths] if isinstance(paths, str) else list(paths)
@@ -187,6 +207,42 @@ class Lake:
                     rows += table.num_rows
             size = stream.tell()
         return WriteResult(rel, rows, size)
+
+    @contextlib.contextmanager
+    def staged_file(self, rel: str) -> Iterator[str]:
+        """A local path to fill (a child process may write it, e.g. `pg_dump -f`); when the block ends without
+        error the file is published at `rel` like any lake write (create-only, atomic), then the path is gone.
+
+        Large files never pass through Python's memory: the local file is linked or uploaded as it is.
+        """
+        output = self._atomic_output(rel)
+        try:
+            yield output.tmp
+            output._publish()
+        finally:
+            if os.path.exists(output.tmp):
+                os.unlink(output.tmp)
+
+    def delete(self, rel: str) -> None:
+        """Remove one file (the only lake operation that does: backup retention). A missing file is no error.
+
+        Locally an emptied parent directory goes too; on S3 the object is deleted through boto3, which (unlike
+        pyarrow) leaves no directory marker behind.
+        """
+        path = self._abs(rel)
+        if self.is_local:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            with contextlib.suppress(OSError):  # not empty, or gone already
+                os.rmdir(os.path.dirname(path))
+            return
+        bucket, _, key = path.partition("/")
+        try:
+            self.s3.delete_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            raise LakeError(f"{self.uri_of(rel)} could not be deleted: {error.get('Code')}: "
+                            f"{error.get('Message', '').rstrip('.')}", "Check the AWS_* settings") from err
 
     def ensure_dir(self, rel: str) -> None:
         """Make a directory exist, as a directory marker on S3 (S3A and the History Server need one)."""
