@@ -154,6 +154,59 @@ def _tables_of_group(step: str, group: str, tables: tuple[str, ...]) -> list[str
 
 
 @cli.command()
+@click.option("--group", type=click.Choice(GROUPS), required=True, help="The frequency group to run.")
+@pass_context
+def run(ctx: Context, group: str) -> None:
+    """Extract, transform and load one frequency group locally, in the pipeline spec's order, then its post-load
+    SQL: what the group's DAG does, in one process tree.
+
+    Transform runs even when an extractor did not fully succeed (the other tables still get their data); the
+    exit status is the worst of the steps: see `cryptolake extract --help` for 4 and 5.
+    """
+    from cryptolake.cycle import run_group
+
+    sys.exit(run_group(ctx.settings, group))
+
+
+@cli.command()
+@click.option("--month", metavar="YYYY-MM", help="Plan this calendar month (default: the busiest of the next 12).")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Another pipeline spec (default: the one shipped, cryptolake/pipeline.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@pass_context
+def budget(ctx: Context, month: str | None, spec_path: Path | None, as_json: bool) -> None:
+    """The month's credit plan of the pipeline spec: credits per job, a final total line, the margin left of the
+    quota (CMC_MONTHLY_CREDITS) and the freshness it buys. Exit status 3 when the margin is below
+    CMC_CREDIT_MARGIN.
+    """
+    import json
+    from datetime import date
+
+    from cryptolake import budget as planner, pipeline
+    from cryptolake.services.extract.registry import checked
+
+    spec = checked(pipeline.load(spec_path))
+    settings = ctx.settings
+    if month:
+        try:
+            year, month_number = (int(part) for part in month.split("-"))
+            date(year, month_number, 1)
+        except ValueError:
+            raise click.BadParameter(f"{month!r} is not a month like 2026-12", param_hint="--month") from None
+        plan = planner.plan(spec, year, month_number, settings.cmc_monthly_credits, settings.cmc_credit_margin)
+    else:
+        plan = planner.busiest_month(spec, datetime.now(timezone.utc).date(), settings.cmc_monthly_credits,
+                                     settings.cmc_credit_margin)
+    if as_json:
+        click.echo(json.dumps(planner.as_dict(plan, spec), indent=2))
+    else:
+        for line in planner.render(plan, spec, busiest=month is None):
+            click.echo(line)
+    if not plan.ok:
+        sys.exit(3)
+
+
+@cli.command()
 @click.option("--downgrade", "downgrade_to", metavar="REV",
               help="Downgrade to this revision instead (base: remove every warehouse table and view).")
 @pass_context

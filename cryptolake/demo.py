@@ -1,8 +1,7 @@
 """`cryptolake demo`: the embedded default end to end, on the local stack (PostgreSQL, S3 server, sandbox API).
 
-It grows as features land: today it extracts the `init` group from the sandbox into bronze on the S3 lake,
-transforms it into the silver Delta tables with local Spark, migrates the warehouse, loads it, and ends with
-the row counts of the warehouse tables.
+It starts the stack, migrates the warehouse, runs `init` and then one cycle of every scheduled group exactly as
+`cryptolake run` does, and ends with a summary: what ran, rows per layer, credits spent, where to look next.
 """
 
 from __future__ import annotations
@@ -10,67 +9,71 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptolake import logs
+from cryptolake import logs, pipeline
 from cryptolake.lake import SPARK_EVENTS, Lake
-from cryptolake.ledger import Ledger
+from cryptolake.ledger import STATUSES, Ledger
 from cryptolake.local.stack import LocalStack
 from cryptolake.settings import Settings
 
 log = logs.get(__name__)
+GROUP_ORDER = ("init", "daily", "weekly", "5x", "10x")  # init first: the other groups read its maps
 
 
 def run_demo(state_dir: Path) -> tuple[dict[str, str], int]:
     """(summary lines, exit status)"""
-    from cryptolake.services.extract.registry import group
-    from cryptolake.services.extract.runner import run_many
+    from cryptolake.cycle import run_cycles, worst
+    from cryptolake.warehouse.migrate import migrate
 
     stack = LocalStack(state_dir)
     stack.up()
     settings = Settings.load(env={**os.environ, **stack.env()})
     lake = Lake.from_settings(settings)
     ledger = Ledger(lake)
+    since = {r.run_id for step in ("extract", "transform", "load") for r in _all_runs(ledger, step)}
 
-    extractors = group("init")
-    status = run_many(extractors, settings)
-    summary = {"lake": settings.lake_uri}
-    for extractor in extractors:
-        record = ledger.latest("extract", extractor.name, ("success", "partial", "skipped", "failed"))
-        summary[f"bronze {extractor.name}"] = (f"{record.status}: {record.rows} rows, {len(record.files)} files, "
-                                               f"{record.credits} credits" if record else "not run")
-    transform_status = _transform(settings, ledger, summary)
-    status = transform_status or status  # a failed transform outranks a partial extraction
-    status = _warehouse(settings, summary) or status
-    summary["spark event logs"] = lake.spark_uri(SPARK_EVENTS)
-    return {**summary, **stack.status()}, status
+    summary = {"warehouse schema": migrate(settings)[0]}
+    steps = list(run_cycles(settings, list(GROUP_ORDER)))
+    for step in steps:
+        summary[f"ran {step.group} {step.name}"] = f"exit {step.exit_code} in {step.seconds:.1f}s"
+    summary.update(_layers(settings, ledger, since))
+    summary["next: the lake"] = f"{settings.lake_uri} (eval \"$(cryptolake local env)\"; ledger under _meta/)"
+    summary["next: the warehouse"] = "psql \"$WAREHOUSE_URL\" -c 'SELECT * FROM bi.market_overview LIMIT 5'"
+    summary["next: spark event logs"] = lake.spark_uri(SPARK_EVENTS)
+    summary["next: the schedule"] = "cryptolake budget; make airflow for the DAGs in a UI"
+    return {**summary, **stack.status()}, worst(steps)
 
 
-def _transform(settings: Settings, ledger: Ledger, summary: dict[str, str]) -> int:
-    from cryptolake.spark_apps.transform.main import run
+def _all_runs(ledger: Ledger, step: str):
+    names = [j.extractor for j in pipeline.default().jobs] if step == "extract" else _tables()
+    return [r for name in dict.fromkeys(names) for r in ledger.runs(step, name)]
+
+
+def _tables() -> list[str]:
     from cryptolake.spark_apps.transform.tables import TABLES
 
-    status = run(settings, "init")
-    for name in TABLES:
-        record = ledger.latest("transform", name, ("success", "partial", "skipped", "failed"))
-        summary[f"silver {name}"] = f"{record.status}: {record.rows} rows written" if record else "not run"
-    return status
+    return list(TABLES)
 
 
-def _warehouse(settings: Settings, summary: dict[str, str]) -> int:
-    """Migrate, load the init group, and count each warehouse table's rows."""
+def _layers(settings: Settings, ledger: Ledger, before: set[str]) -> dict[str, str]:
+    """Rows this demo wrote per layer (from the ledger), credits it spent, and the warehouse's row counts."""
     from sqlalchemy import func, select
 
-    from cryptolake.spark_apps.load.main import run
-    from cryptolake.warehouse.migrate import engine_for, migrate
+    from cryptolake.warehouse.migrate import engine_for
     from cryptolake.warehouse.models import load_order
 
-    summary["warehouse"] = migrate(settings)[0]
-    status = run(settings, "init")
+    result = {}
+    for step, layer in (("extract", "bronze"), ("transform", "silver"), ("load", "warehouse")):
+        runs = [r for r in _all_runs(ledger, step) if r.run_id not in before and r.status in STATUSES]
+        by_status = {s: sum(1 for r in runs if r.status == s) for s in STATUSES if any(r.status == s for r in runs)}
+        result[f"{layer} rows written"] = (f"{sum(r.rows for r in runs)} in {len(runs)} runs "
+                                           f"({', '.join(f'{n} {s}' for s, n in by_status.items())})")
+        if step == "extract":
+            result["credits spent"] = str(sum(r.credits for r in runs))
     engine = engine_for(settings.warehouse_url)
     try:
         with engine.connect() as conn:
-            for table in load_order():
-                rows = conn.execute(select(func.count()).select_from(table)).scalar()
-                summary[f"warehouse {table.name}"] = f"{rows} rows"
+            counts = {t.name: conn.execute(select(func.count()).select_from(t)).scalar() for t in load_order()}
     finally:
         engine.dispose()
-    return status
+    result["warehouse rows now"] = ", ".join(f"{name} {rows}" for name, rows in counts.items())
+    return result
