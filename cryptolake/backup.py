@@ -222,12 +222,13 @@ def _check_writable(lake: Lake) -> None:
 
 
 def prune(lake: Lake, keep: int, current: str, now: datetime) -> list[str]:
-    """Retention: delete complete backups older than the newest `keep`, and incomplete ones whose newest file is
-    over an hour old (failed backups; a running one writes its manifest seconds after its dump). `current` stays.
-    A backup's manifest goes first, so a half-deleted backup is an incomplete one, never a corrupt complete one."""
+    """Retention: `keep` complete backups stay, `current` (the one just made) and the newest `keep - 1` others;
+    incomplete ones go when their newest file is over an hour old (failed backups; a running one writes its
+    manifest seconds after its dump). A backup's manifest goes first, so a half-deleted backup is an incomplete
+    one, never a corrupt complete one."""
     backups = _scan(lake)
-    complete = sorted(i for i, names in backups.items() if MANIFEST in names)
-    doomed = [i for i in complete[:-keep] if i != current]
+    others = sorted(i for i, names in backups.items() if MANIFEST in names and i != current)
+    doomed = others[:max(len(others) - (keep - 1), 0)]
     for backup_id, names in sorted(backups.items()):
         if MANIFEST in names or backup_id == current:
             continue
@@ -364,9 +365,9 @@ def read_manifest(lake: Lake, backup_id: str) -> dict:
 
 def roles_sql(revision: str) -> list[str]:
     """The roles and grants SQL of every migration from the first up to `revision`, in order."""
-    from alembic.script import ScriptDirectory
+    from cryptolake.warehouse.migrate import alembic_config  # first: it quiets alembic's plugin registry
 
-    from cryptolake.warehouse.migrate import alembic_config
+    from alembic.script import ScriptDirectory  # noqa: I001
 
     script = ScriptDirectory.from_config(alembic_config())
     try:
