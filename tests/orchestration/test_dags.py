@@ -1,0 +1,173 @@
+"""dags/ as Airflow loads it, for both backends: the DAGs the spec asks for, in the shape and with the policy it
+declares."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import pathlib
+from datetime import timedelta
+
+import pytest
+from airflow.sdk import TriggerRule
+
+from cryptolake.services.extract import registry
+from tests.orchestration.conftest import BACKENDS, DAG_FOLDER, load_dagbag
+
+DAG_IDS = {"init", "daily", "weekly", "5x", "10x", "backup"}
+GROUP_DAGS = ("init", "daily", "weekly", "5x", "10x")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_airflow_loads_the_six_dags_without_errors(dagbags, backend):
+    bag = dagbags[backend]
+    assert bag.import_errors == {}
+    assert bag.captured_warnings == {}  # e.g. a task in a pool the spec does not declare
+    assert set(bag.dag_ids) == DAG_IDS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_schedules_are_the_spec_crons_in_utc_and_runs_never_overlap(dagbags, spec, backend):
+    bag = dagbags[backend]
+    expected = {name: group.schedule.cron if group.schedule else None for name, group in spec.groups.items()}
+    expected["backup"] = spec.backup_schedule.cron
+    for dag_id, cron in expected.items():
+        dag = bag.dags[dag_id]
+        if cron is None:
+            assert dag.timetable.__class__.__name__ == "NullTimetable", dag_id
+        else:
+            assert (dag.timetable.expression, str(dag.timetable.timezone)) == (cron, "UTC"), dag_id
+        assert dag.catchup is False and dag.max_active_runs == 1, dag_id
+        assert dag.start_date.year >= 2020 and dag.start_date.tzinfo is not None
+    assert expected["init"] is None
+    assert expected["10x"] == "30 10,11,12,13,14,15,16,17,18,19 * * 1,2,3,4,5"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("group", GROUP_DAGS)
+def test_a_group_runs_its_extractors_in_order_then_transform_load_and_post_load_sql(dagbags, spec, backend,
+                                                                                    group):
+    dag = dagbags[backend].dags[group]
+    extractors = [job.extractor.name for job in registry.group(group, spec)]
+    assert extractors[0] == "key_info"
+    extract_ids = [f"extract.{name}" for name in extractors]
+    assert {t.task_id for t in dag.tasks} == {*extract_ids, "transform", "load", "post_load_sql", "extract_failed"}
+    assert dag.task_group_dict["extract"].children.keys() == set(extract_ids)
+    # one line: each step's only upstream is the one before it
+    line = [*extract_ids, *(app for app in spec.spark_apps), "post_load_sql"]
+    assert list(spec.spark_apps) == ["transform", "load"]
+    for before, after in zip(line, line[1:]):
+        assert dag.get_task(after).upstream_task_ids == {before}, after
+    assert dag.get_task(extract_ids[0]).upstream_task_ids == set()
+    # one endpoint's outage does not stop the others, nor the tables they feed; the run still fails
+    rules = {t.task_id: TriggerRule(t.trigger_rule).value for t in dag.tasks}
+    assert rules[extract_ids[0]] == "all_success"
+    assert {rules[i] for i in extract_ids[1:]} <= {"all_done"}
+    assert rules["transform"] == "all_done" and rules["load"] == rules["post_load_sql"] == "all_success"
+    watcher = dag.get_task("extract_failed")
+    assert TriggerRule(watcher.trigger_rule).value == "one_failed" and watcher.upstream_task_ids == set(extract_ids)
+    assert watcher.downstream_task_ids == set()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_extract_task_takes_the_api_pool_and_every_task_has_retries_and_a_timeout(dagbags, spec, backend):
+    policy = spec.airflow
+    for dag in dagbags[backend].dags.values():
+        assert dag.default_args["owner"] == policy.owner
+        for task in dag.tasks:
+            assert task.execution_timeout is not None and task.execution_timeout > timedelta(0), task.task_id
+            if task.task_id == "extract_failed":
+                assert task.retries == 0  # it only reports; retrying would not change the outcome
+                continue
+            assert task.retries == policy.retries
+            assert task.retry_delay == timedelta(minutes=policy.retry_delay_minutes)
+            assert task.retry_exponential_backoff == 2.0
+            assert task.max_retry_delay == timedelta(minutes=policy.max_retry_delay_minutes)
+            assert task.owner == policy.owner
+            kind = ("extract" if task.task_id.startswith("extract.") else "sql" if task.task_id == "post_load_sql"
+                    else "backup" if dag.dag_id == "backup" else "spark")
+            assert task.execution_timeout == timedelta(minutes=policy.timeout_minutes[kind]), task.task_id
+            if kind == "extract":
+                assert (task.pool, task.pool_slots) == (policy.api_pool, 1), task.task_id
+            else:
+                assert task.pool != policy.api_pool, task.task_id
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_post_load_sql_runs_the_spec_statements_on_the_warehouse_connection(dagbags, spec, backend):
+    for group in GROUP_DAGS:
+        task = dagbags[backend].dags[group].get_task("post_load_sql")
+        assert type(task).__name__ == "SQLExecuteQueryOperator"
+        assert task.conn_id == spec.airflow.warehouse_conn_id
+        assert list(task.sql) == list(spec.post_load_sql) == ["CALL meta.refresh_statistics()"]
+        assert task.autocommit is True
+
+
+def test_the_backends_differ_only_in_what_runs_the_commands(dagbags):
+    kinds = {backend: {dag_id: {t.task_id: type(t).__name__ for t in dag.tasks}
+                       for dag_id, dag in dagbags[backend].dags.items()} for backend in BACKENDS}
+    assert {d: set(tasks) for d, tasks in kinds["kubernetes"].items()} == \
+           {d: set(tasks) for d, tasks in kinds["local"].items()}
+    daily = kinds["kubernetes"]["daily"]
+    assert daily["extract.crypto_map"] == "KubernetesPodOperator"
+    assert daily["transform"] == daily["load"] == "SparkKubernetesOperator"
+    assert kinds["kubernetes"]["backup"]["backup"] == "KubernetesPodOperator"
+    local = {name for dag in kinds["local"].values() for name in dag.values()}
+    assert local == {"CryptolakeCommandOperator", "SQLExecuteQueryOperator", "ExtractFailedOperator"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_docs_and_tags_say_what_runs(dagbags, spec, backend):
+    for group, settings in spec.groups.items():
+        dag = dagbags[backend].dags[group]
+        assert settings.description in dag.doc_md
+        assert f"cryptolake extract key_info --group {group}" in dag.doc_md
+        assert f"cryptolake transform --group {group}" in dag.doc_md
+        assert {"cryptolake", group, backend} <= set(dag.tags)
+    assert "cryptolake backup" in dagbags[backend].dags["backup"].doc_md
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_dags_survive_serialization_as_the_dag_processor_stores_them(dagbags, backend):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag in dagbags[backend].dags.values():
+        back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        assert set(back.task_ids) == set(dag.task_ids)
+        assert {t.task_id: t.upstream_task_ids for t in back.tasks} == \
+               {t.task_id: t.upstream_task_ids for t in dag.tasks}
+
+
+def test_a_bad_backend_is_a_clear_import_error_and_the_default_follows_the_cluster():
+    from cryptolake.errors import CryptolakeError
+    from cryptolake.orchestration.dags import backend_from_env
+
+    bag = load_dagbag("k8s")
+    assert bag.dag_ids == []
+    (error,) = bag.import_errors.values()
+    assert "CRYPTOLAKE_DAG_BACKEND='k8s' is not a DAG backend" in error and "kubernetes or local" in error
+    with pytest.raises(CryptolakeError, match="kubernetes or local"):
+        backend_from_env({"CRYPTOLAKE_DAG_BACKEND": "Local"})
+    assert backend_from_env({}) == "local"
+    assert backend_from_env({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}) == "kubernetes"
+    assert backend_from_env({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "CRYPTOLAKE_DAG_BACKEND": "local"}) == "local"
+
+
+def test_parsing_the_dag_file_reads_no_file(dagbags, monkeypatch):
+    """The modules are imported by now; the file itself must open nothing (the spec is a literal in it)."""
+    source = (DAG_FOLDER / "cryptolakehouse.py").read_text()
+    code = compile(source, str(DAG_FOLDER / "cryptolakehouse.py"), "exec")
+    opened = []
+
+    def refuse(*args, **kwargs):
+        opened.append(args[:1])
+        raise AssertionError(f"file I/O while parsing the DAG file: {args[:1]}")
+
+    monkeypatch.setenv("CRYPTOLAKE_DAG_BACKEND", "kubernetes")
+    for target, name in ((builtins, "open"), (io, "open"), (pathlib.Path, "open"), (pathlib.Path, "read_text")):
+        monkeypatch.setattr(target, name, refuse)
+    namespace = {"__file__": str(DAG_FOLDER / "cryptolakehouse.py"), "__name__": "cryptolakehouse_parse_check"}
+    exec(code, namespace)
+    monkeypatch.undo()
+    assert opened == []
+    assert {name for name, value in namespace.items() if type(value).__name__ == "DAG"} == DAG_IDS
