@@ -7,7 +7,7 @@ CLI := $(BIN)/cryptolake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv jars demo test test-fast test-stack-down local-up local-down local-status e2e-kind clean
+.PHONY: help setup venv jars demo test test-fast test-stack-down local-up local-down local-status e2e-kind generate clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ local-down: ## Stop the local stack
 
 local-status: ## Show the local stack
 	$(CLI) local status
+
+generate: ## Render dags/ and manifests/spark/ from cryptolake/pipeline.yaml (a test fails when they drift)
+	$(BIN)/python -m cryptolake.orchestration.render
 
 e2e-kind: ## End-to-end on a kind cluster (needs Docker; skips where there is none)
 	@if ! docker info >/dev/null 2>&1; then \
