@@ -37,7 +37,7 @@ pass_context = click.make_pass_decorator(Context)
 # The optional modules by the extra of pyproject.toml that installs them (tests/test_packaging.py checks both).
 EXTRA_OF_MODULE = {"requests": "extract", "tenacity": "extract", "numpy": "sandbox", "pyspark": "spark",
                    "delta": "spark", "sqlalchemy": "warehouse", "alembic": "warehouse",
-                   "psycopg2": "warehouse"}
+                   "psycopg2": "warehouse", "airflow": "airflow"}
 
 
 class _Cli(click.Group):
@@ -272,6 +272,24 @@ def local_env(stack) -> None:
     """Print shell exports pointing every command at the stack: eval "$(cryptolake local env)"."""
     for key, value in stack.env().items():
         click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@local.command("airflow")
+@click.option("--port", type=int, default=18280, show_default=True, help="Port of Airflow's UI and API.")
+@click.pass_obj
+def local_airflow(stack, port: int) -> None:
+    """Airflow 3 standalone in the foreground with the repo's DAGs on the local backend (every task a
+    `cryptolake` subprocess against the stack), metadata in the stack's PostgreSQL. Loopback only: every
+    visitor is an admin. Ctrl-C stops it."""
+    import os
+
+    from cryptolake.local.airflow import LocalAirflow
+
+    airflow = LocalAirflow(stack, port)
+    env = airflow.prepare()
+    click.echo(f"Airflow on {airflow.url} (DAGs from {env['AIRFLOW__CORE__DAGS_FOLDER']}, logs under "
+               f"{env['AIRFLOW_HOME']}); unpause a DAG and trigger it there")
+    os.execve(airflow.executable(), [airflow.executable(), "standalone"], env)
 
 
 @cli.command()
