@@ -7,7 +7,7 @@ CLI := $(BIN)/cryptolake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv jars demo test test-fast test-stack-down local-up local-down local-status e2e-kind generate clean
+.PHONY: help setup venv jars demo airflow test test-fast test-stack-down local-up local-down local-status e2e-kind generate clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ local-up: setup ## Start the local stack (PostgreSQL, S3 server) on loopback
 
 local-down: ## Stop the local stack
 	$(CLI) local down
+
+airflow: setup ## Airflow 3 standalone on the local stack with the repo's DAGs (UI on http://127.0.0.1:18280)
+	$(CLI) local airflow
 
 local-status: ## Show the local stack
 	$(CLI) local status
