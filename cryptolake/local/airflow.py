@@ -104,7 +104,7 @@ class LocalAirflow:
         wait_until(self.healthy, 240, "Airflow", self.log_file)
 
     def down(self) -> bool:
-        return self.daemon.stop(timeout=30)
+        return self.daemon.stop(timeout=30, whole_group=True)
 
     def healthy(self) -> bool:
         try:

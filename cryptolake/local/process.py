@@ -64,19 +64,23 @@ class Daemon:
         self.pid_file.write_text(str(proc.pid))
         return proc.pid
 
-    def stop(self, timeout: float = 20) -> bool:
-        """SIGTERM, then SIGKILL after timeout; True if something of ours was stopped."""
+    def stop(self, timeout: float = 20, whole_group: bool = False) -> bool:
+        """SIGTERM, then SIGKILL after timeout; True if something of ours was stopped. `whole_group`: the
+        process started a tree of its own (Airflow standalone), and every process of its session goes."""
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
+        alive = (lambda: self._alive(pid) or _group_alive(pid)) if whole_group else (lambda: self._alive(pid))
+        send = (lambda sig: _signal_group(pid, sig)) if whole_group else (lambda sig: os.kill(pid, sig))
+        send(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._alive(pid):
+        while time.monotonic() < deadline and alive():
             time.sleep(0.1)
-        if self._alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while self._alive(pid):
+        if alive():
+            send(signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and alive():
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True
@@ -95,3 +99,22 @@ class Daemon:
         except FileNotFoundError:
             return False
         return state != "Z"
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any process left in the group (the session leader's children outlive it unless signalled)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
