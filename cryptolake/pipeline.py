@@ -172,6 +172,11 @@ def parse(text: str, source: str) -> Pipeline:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "the file"
         raise SpecError(source, where, f"not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    return from_mapping(raw, source)
+
+
+def from_mapping(raw: Any, source: str) -> Pipeline:
+    """The spec from its parsed form (the DAG file embeds it as a literal: parsing it reads no file)."""
     return _Reader(source).pipeline(raw)
 
 

@@ -6,7 +6,6 @@ The backend comes from CRYPTOLAKE_DAG_BACKEND (kubernetes: pods and SparkApplica
 commands as subprocesses of the worker); by default kubernetes inside a cluster, local elsewhere.
 """
 
-import json
 import os
 
 from cryptolake import pipeline
@@ -100,6 +99,6 @@ SPEC = {'version': 1,
 MANIFEST_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                              'manifests', 'spark'))
 
-# JSON is YAML: the spec goes through the same parser and checks as the file it came from.
-globals().update(build_dags(pipeline.parse(json.dumps(SPEC), 'cryptolake/pipeline.yaml'), backend_from_env(),
+# The spec goes through the same checks as the file it came from.
+globals().update(build_dags(pipeline.from_mapping(SPEC, 'cryptolake/pipeline.yaml'), backend_from_env(),
                             manifest_dir=MANIFEST_DIR))

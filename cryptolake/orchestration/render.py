@@ -134,7 +134,6 @@ The backend comes from CRYPTOLAKE_DAG_BACKEND (kubernetes: pods and SparkApplica
 commands as subprocesses of the worker); by default kubernetes inside a cluster, local elsewhere.
 """
 
-import json
 import os
 
 from cryptolake import pipeline
@@ -146,8 +145,8 @@ SPEC = {literal}
 MANIFEST_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                              {MANIFEST_DIR.split("/")[0]!r}, {MANIFEST_DIR.split("/")[1]!r}))
 
-# JSON is YAML: the spec goes through the same parser and checks as the file it came from.
-globals().update(build_dags(pipeline.parse(json.dumps(SPEC), {source!r}), backend_from_env(),
+# The spec goes through the same checks as the file it came from.
+globals().update(build_dags(pipeline.from_mapping(SPEC, {source!r}), backend_from_env(),
                             manifest_dir=MANIFEST_DIR))
 '''
 
