@@ -41,6 +41,10 @@ test-fast: setup ## Tests without Spark and without building the wheel
 test-stack-down: ## Stop the stack the tests start (it stays up between test runs)
 	$(CLI) local --state-dir .local/test-stack down
 
+.PHONY: kube-bins
+kube-bins: ## Build kube-apiserver, kubectl and etcd for tests/kubernetes (once; ~11 min cold; ~/.cache/cryptolake/kube)
+	tests/kubernetes/apiserver/build.sh
+
 local-up: setup ## Start the local stack (PostgreSQL, S3 server) on loopback
 	$(CLI) local up
 
