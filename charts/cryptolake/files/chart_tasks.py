@@ -1,0 +1,130 @@
+"""The cryptolake chart's own tasks, run by its hook Job and `helm test` pods with the images' Python.
+
+    python3 chart_tasks.py bucket-init       create the lake bucket when missing and spark-events/.keep
+    python3 chart_tasks.py check-s3          the bucket answers and spark-events/.keep is readable
+    python3 chart_tasks.py check-postgresql  WAREHOUSE_URL accepts a connection and a query
+    python3 chart_tasks.py check-history URL the Spark History Server's REST API answers
+
+Settings come from the environment the pods get from the chart's ConfigMap and Secret (LAKE_URI,
+AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, WAREHOUSE_URL). Each task retries for
+a while (the servers may still be starting) and ends with one line saying what worked or what failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+from urllib.parse import urlsplit
+
+EVENTS_MARKER = "spark-events/.keep"  # the History Server refuses a log directory that does not exist
+ATTEMPTS = int(os.environ.get("CHART_TASK_ATTEMPTS", "30"))
+PAUSE_SECONDS = float(os.environ.get("CHART_TASK_PAUSE_SECONDS", "5"))
+
+
+def bucket() -> str:
+    lake = urlsplit(os.environ["LAKE_URI"])
+    if lake.scheme != "s3" or not lake.netloc:
+        raise SystemExit(f"LAKE_URI {os.environ['LAKE_URI']!r} is not s3://bucket")
+    return lake.netloc
+
+
+def s3_client():
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+                        region_name=os.environ.get("AWS_REGION") or None,
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+
+
+def retrying(what: str, action):
+    last = None
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, the last one reported
+            last = exc
+            print(f"{what}: attempt {attempt}/{ATTEMPTS} failed: {exc}", flush=True)
+            if attempt < ATTEMPTS:
+                time.sleep(PAUSE_SECONDS)
+    raise SystemExit(f"error: {what} failed after {ATTEMPTS} attempts: {last}")
+
+
+def bucket_init() -> None:
+    from botocore.exceptions import ClientError
+
+    name = bucket()
+
+    def run() -> str:
+        client = s3_client()
+        try:
+            client.head_bucket(Bucket=name)
+            made = "exists"
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+            client.create_bucket(Bucket=name)
+            made = "created"
+        try:
+            client.head_object(Bucket=name, Key=EVENTS_MARKER)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            client.put_object(Bucket=name, Key=EVENTS_MARKER, Body=b"")
+        return made
+
+    made = retrying(f"bucket-init s3://{name}", run)
+    print(f"bucket s3://{name} {made}; s3://{name}/{EVENTS_MARKER} present")
+
+
+def check_s3() -> None:
+    name = bucket()
+
+    def run() -> None:
+        client = s3_client()
+        client.head_bucket(Bucket=name)
+        client.get_object(Bucket=name, Key=EVENTS_MARKER)["Body"].read()
+
+    retrying(f"check s3://{name}", run)
+    print(f"ok: s3://{name} answers and s3://{name}/{EVENTS_MARKER} is readable")
+
+
+def check_postgresql() -> None:
+    import sqlalchemy
+
+    def run() -> str:
+        engine = sqlalchemy.create_engine(os.environ["WAREHOUSE_URL"], pool_pre_ping=True)
+        try:
+            with engine.connect() as connection:
+                return connection.execute(sqlalchemy.text("SELECT version()")).scalar_one()
+        finally:
+            engine.dispose()
+
+    version = retrying("check PostgreSQL (WAREHOUSE_URL)", run)
+    print(f"ok: the warehouse answers: {version}")
+
+
+def check_history(url: str) -> None:
+    def run() -> str:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/version", timeout=10) as response:
+            return json.load(response)["spark"]
+
+    version = retrying(f"check the Spark History Server at {url}", run)
+    print(f"ok: the Spark History Server {version} answers at {url}")
+
+
+def main(argv: list[str]) -> None:
+    tasks = {"bucket-init": bucket_init, "check-s3": check_s3, "check-postgresql": check_postgresql}
+    if len(argv) == 2 and argv[0] == "check-history":
+        check_history(argv[1])
+    elif len(argv) == 1 and argv[0] in tasks:
+        tasks[argv[0]]()
+    else:
+        raise SystemExit(f"usage: chart_tasks.py {'|'.join(tasks)}|check-history URL")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
