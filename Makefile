@@ -7,7 +7,7 @@ CLI := $(BIN)/cryptolake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv jars demo airflow test test-fast test-stack-down local-up local-down local-status e2e-kind generate clean
+.PHONY: help setup venv jars demo airflow test test-fast test-stack-down local-up local-down local-status kind-up images kind-load deploy e2e-kind generate clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,12 +60,56 @@ local-status: ## Show the local stack
 generate: ## Render dags/ and manifests/spark/ from cryptolake/pipeline.yaml (a test fails when they drift)
 	$(BIN)/python -m cryptolake.orchestration.render
 
-e2e-kind: ## End-to-end on a kind cluster (needs Docker; skips where there is none)
-	@if ! docker info >/dev/null 2>&1; then \
-	    echo "e2e-kind skipped: no Docker engine on this machine (docker info failed); run it where Docker runs"; \
-	    exit 0; \
-	fi; \
-	echo "e2e-kind: the chart and images arrive with the Kubernetes issue; nothing to run yet"; exit 1
+# ---- Kubernetes on kind: cluster, images, charts, end to end (docs/kubernetes-images.md) --------------------------
+# Each target first checks for a Docker engine and, where there is none, says so in one line and exits 0.
+KIND_CLUSTER ?= cryptolake
+KUBE_CONTEXT := kind-$(KIND_CLUSTER)
+SPARK_OPERATOR_CHART_VERSION ?= 2.5.2
+AIRFLOW_CHART_VERSION ?= 1.22.0
+# Extra `helm upgrade --install` arguments for the cryptolake chart (the e2e harness points it at its sandbox).
+DEPLOY_ARGS ?=
+DOCKER_OR_SKIP = if ! docker info >/dev/null 2>&1; then \
+	    echo "$@ skipped: no Docker engine on this machine (docker info failed); run it where Docker runs"; exit 0; fi
+NEED_TOOLS = for tool in $(1); do command -v $$tool >/dev/null || { echo "$@: $$tool is not installed" >&2; exit 1; }; done
+# Image tags (extract, spark, sandbox) from the pipeline spec: `kubernetes.images` of cryptolake/pipeline.yaml.
+READ_IMAGES = test -x $(BIN)/python || $(MAKE) --no-print-directory venv; \
+	read -r extract spark sandbox < <($(BIN)/python tests/e2e/kind_e2e.py --print-images)
+
+kind-up: ## Create the kind cluster of kind-config.yaml (1 control plane + 1 worker); kept when it exists
+	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kind kubectl); set -e; \
+	if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then echo "kind cluster $(KIND_CLUSTER) is up"; \
+	else kind create cluster --name '$(KIND_CLUSTER)' --config kind-config.yaml --wait 180s; fi
+
+images: ## Build cryptolake-extract (+ its sandbox variant) and cryptolake-spark; tags from the pipeline spec
+	@$(DOCKER_OR_SKIP); set -e; $(READ_IMAGES); \
+	docker build -f services/Dockerfile -t "$$extract" .; \
+	docker build -f services/Dockerfile --build-arg EXTRAS=extract,sandbox -t "$$sandbox" .; \
+	docker build -f spark_apps/Dockerfile -t "$$spark" .
+
+kind-load: ## Load the three images into the kind cluster's nodes
+	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kind); set -e; $(READ_IMAGES); \
+	kind load docker-image --name '$(KIND_CLUSTER)' "$$extract" "$$spark" "$$sandbox"
+
+deploy: ## Helm-install the Spark Operator, the cryptolake chart (values-kind.yaml) and Airflow into the kind cluster
+	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kubectl helm); set -e; \
+	jobs_ns=$$($(BIN)/python -c 'from cryptolake.pipeline import default; print(default().kubernetes.namespace)'); \
+	for ns in "$$jobs_ns" airflow; do \
+	    kubectl --context $(KUBE_CONTEXT) create namespace "$$ns" --dry-run=client -o yaml \
+	        | kubectl --context $(KUBE_CONTEXT) apply -f - >/dev/null; done; \
+	helm repo add spark-operator https://kubeflow.github.io/spark-operator --force-update >/dev/null; \
+	helm repo add apache-airflow https://airflow.apache.org --force-update >/dev/null; \
+	helm upgrade --install spark-operator spark-operator/spark-operator --version $(SPARK_OPERATOR_CHART_VERSION) \
+	    --kube-context $(KUBE_CONTEXT) -n spark-operator --create-namespace \
+	    -f charts/values/spark-operator.yaml --wait --timeout 10m; \
+	helm upgrade --install cryptolake charts/cryptolake --kube-context $(KUBE_CONTEXT) -n "$$jobs_ns" \
+	    -f charts/cryptolake/values-kind.yaml $(DEPLOY_ARGS) --wait --timeout 15m; \
+	helm upgrade --install airflow apache-airflow/airflow --version $(AIRFLOW_CHART_VERSION) \
+	    --kube-context $(KUBE_CONTEXT) -n airflow -f charts/values/airflow.yaml --wait --timeout 20m
+
+e2e-kind: ## End to end on kind: cluster, images, charts, init + 10x DAGs against an in-cluster sandbox, checks
+	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kind kubectl helm); set -e; \
+	test -x $(BIN)/python || $(MAKE) --no-print-directory venv; \
+	$(BIN)/python tests/e2e/kind_e2e.py --cluster '$(KIND_CLUSTER)'
 
 clean: local-down ## Stop the stack and remove local state, the lake and build output
 	rm -rf .local .lake build *.egg-info

