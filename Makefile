@@ -7,7 +7,7 @@ CLI := $(BIN)/cryptolake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv jars demo airflow test test-fast test-stack-down local-up local-down local-status kind-up images kind-load deploy e2e-kind generate clean
+.PHONY: help setup venv jars demo airflow test test-fast test-stack-down local-up local-down local-status kind-up images kind-load deploy e2e-kind generate clean measured-month bench-cycle
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -125,3 +125,9 @@ bench-transform: setup ## Transform benchmark: one new day's runs with 1 vs 60 d
 
 bench-load: setup ## Load benchmark: 1M fact_crypto_market rows through the full load path vs plain COPY (ratio)
 	$(BIN)/python bench/load_bench.py --coins 5000 --snapshots 200 --repeat 2
+
+measured-month: setup ## One simulated December of the default schedule's extractions vs the budget (credits within 5 %)
+	$(BIN)/pytest -s tests/budget/test_measured_month.py
+
+bench-cycle: setup ## Cycle benchmark: one 10x cycle (extract, Spark start-up, transform, load) on its own local stack, stage shares
+	$(BIN)/python bench/cycle_bench.py --repeat 3
