@@ -2,8 +2,8 @@
 
     python -m cryptolake.orchestration.render [--check] [--root DIR]    (`make generate`)
 
-writes `dags/cryptolakehouse.py` and `manifests/spark/<group>-<app>.yaml` under the repository root from its
-`cryptolake/pipeline.yaml`; with --check it writes nothing and exits 1 naming every file that differs from what
+writes `dags/cryptolakehouse.py`, `manifests/spark/<group>-<app>.yaml` and the chart's copy of the spec
+(`charts/cryptolake/files/pipeline.yaml`) under the repository root from its `cryptolake/pipeline.yaml`; with --check it writes nothing and exits 1 naming every file that differs from what
 the spec gives (missing, changed, or a stale manifest no group names any more). No Airflow import: the
 manifests are plain data; the DAG file imports cryptolake.orchestration.dags when Airflow parses it.
 """
@@ -26,6 +26,7 @@ from cryptolake.pipeline import Pipeline
 
 SPEC_PATH = "cryptolake/pipeline.yaml"  # relative to the repository root
 DAG_FILE = "dags/cryptolakehouse.py"
+CHART_SPEC = "charts/cryptolake/files/pipeline.yaml"  # the chart's ConfigMap of the spec (.Files.Get): a copy
 MANIFEST_DIR = "manifests/spark"
 # Where the Spark image puts the entry files (spark_apps/<app>/main.py as <app>.py); the Spark image's
 # Dockerfile copies them here.
@@ -114,7 +115,7 @@ def artefacts(spec_text: str, source: str = SPEC_PATH, version: str | None = Non
 
     spec = checked(pipeline.parse(spec_text, source))
     version = version or spark_version()
-    files = {DAG_FILE: dag_file(yaml.safe_load(spec_text), source)}
+    files = {DAG_FILE: dag_file(yaml.safe_load(spec_text), source), CHART_SPEC: spec_text}
     for group in spec.groups:
         for app in spec.spark_apps:
             body = yaml.dump(spark_application(spec, group, app, version), Dumper=_Dumper, sort_keys=False,

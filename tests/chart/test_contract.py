@@ -30,7 +30,7 @@ def test_the_default_values_are_the_names_of_the_pipeline_spec(spec):
 def test_the_charts_copy_of_the_spec_is_the_spec_and_reaches_its_config_map(renders):
     spec_text = (REPO / "cryptolake" / "pipeline.yaml").read_text()
     assert (CHART / "files" / "pipeline.yaml").read_text() == spec_text, \
-        "charts/cryptolake/files/pipeline.yaml differs: cp cryptolake/pipeline.yaml charts/cryptolake/files/"
+        "charts/cryptolake/files/pipeline.yaml differs: run make generate"
     config_map = one(renders["default"], "ConfigMap", "cryptolake-pipeline-spec")
     assert config_map["data"]["pipeline.yaml"] == spec_text
     assert config_map["metadata"]["namespace"] == "airflow"

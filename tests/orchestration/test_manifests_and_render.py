@@ -143,7 +143,7 @@ def test_a_changed_spec_changes_the_output_and_check_names_the_drifted_files(tmp
     before, after = render.artefacts(original), render.artefacts(changed)
     assert set(before) == set(after)
     differ = {path for path in before if before[path] != after[path]}
-    assert differ == {render.DAG_FILE} | {p for p in before if p.startswith(render.MANIFEST_DIR)}
+    assert differ == {render.DAG_FILE, render.CHART_SPEC} | {p for p in before if p.startswith(render.MANIFEST_DIR)}
     spec_file.write_text(changed)
     (root / render.MANIFEST_DIR / "hourly-transform.yaml").write_text("stale\n")
     assert render.main(["--check", "--root", str(root)]) == 1
