@@ -35,11 +35,14 @@ def dags_folder() -> Path:
 
 
 class LocalAirflow:
-    def __init__(self, stack: LocalStack, port: int = DEFAULT_PORT, settings: dict[str, str] | None = None):
-        """`settings` override the stack's for the tasks (another lake prefix or warehouse, in tests)."""
+    def __init__(self, stack: LocalStack, port: int = DEFAULT_PORT, settings: dict[str, str] | None = None,
+                 metadata_database: str = METADATA_DATABASE):
+        """`settings` override the stack's for the tasks, and `metadata_database` names Airflow's own (another
+        lake prefix, warehouse and DAG-run history, in tests)."""
         self.stack = stack
         self.port = port
         self.settings = settings or {}
+        self.metadata_database = metadata_database
         self.home = stack.state_dir / "airflow"
         self.log_file = stack.state_dir / "logs" / "airflow.log"
         self.daemon = Daemon("airflow", stack.state_dir / "airflow.pid", marker="airflow standalone")
@@ -64,7 +67,7 @@ class LocalAirflow:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.stack.postgres.url(METADATA_DATABASE),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.stack.postgres.url(self.metadata_database),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.url,
@@ -120,9 +123,9 @@ class LocalAirflow:
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (METADATA_DATABASE,))
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.metadata_database,))
                 if cursor.fetchone() is None:
-                    cursor.execute(f'CREATE DATABASE "{METADATA_DATABASE}"')
+                    cursor.execute(f'CREATE DATABASE "{self.metadata_database}"')
         finally:
             connection.close()
 
