@@ -111,6 +111,47 @@ def test_network_policies_deny_by_default_then_allow_what_the_pipeline_needs(ren
     assert {"app.kubernetes.io/component": "extract"} in selectors and {"spark-role": "driver"} in selectors
 
 
+def extract_egress_rules(objects: list[dict]) -> list[dict]:
+    """Every egress rule of the policies that select the extractor pods (component extract)."""
+    return [rule for p in find(objects, "NetworkPolicy") if "egress" in p["spec"]
+            and p["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/component": "extract"}
+            for rule in p["spec"]["egress"]]
+
+
+def reaches(rules: list[dict], namespace: str, port: int) -> bool:
+    """Whether a rule lets the extractors open TCP `port` to pods of `namespace` (by its metadata.name label)."""
+    return any({"protocol": "TCP", "port": port} in rule.get("ports", [])
+               and any(peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                       == namespace for peer in rule["to"])
+               for rule in rules)
+
+
+def test_kind_lets_the_extractors_reach_the_in_cluster_sandbox_and_the_default_does_not(renders):
+    """The e2e harness serves the CMC sandbox in cmc-sandbox:18080; the ipBlock rule for the real API (443) does not
+    cover it, so the kind profile adds a rule by namespace (and the sandbox's pod labels); no other profile has it."""
+    kind = extract_egress_rules(renders["kind"])
+    assert reaches(kind, "cmc-sandbox", 18080)
+    (rule,) = [r for r in kind if reaches([r], "cmc-sandbox", 18080)]
+    assert rule["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "cmc-sandbox"}},
+                           "podSelector": {"matchLabels": {"app.kubernetes.io/name": "cmc-sandbox"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 18080}]
+    for profile in ("default", "cloud", "minio"):
+        rules = extract_egress_rules(renders[profile])
+        assert rules and not reaches(rules, "cmc-sandbox", 18080), profile
+        assert all("ipBlock" in peer for rule in rules for peer in rule["to"]), profile
+        assert all(port["port"] != 18080 for rule in rules for port in rule["ports"]), profile
+    # the API rule stays as it was on kind too
+    assert {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]} in kind
+
+
+def test_extract_egress_without_pod_labels_selects_the_whole_namespace():
+    objects = render([], merge(PROFILE_SECRETS, {"networkPolicy": {"extractEgress": [
+        {"namespace": "apis", "ports": [8080, 8443]}]}}))
+    rules = extract_egress_rules(objects)
+    assert {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apis"}}}],
+            "ports": [{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 8443}]} in rules
+
+
 def test_network_policies_can_be_switched_off():
     objects = render([], merge(PROFILE_SECRETS, {"networkPolicy": {"enabled": False}}))
     assert find(objects, "NetworkPolicy") == []

@@ -49,6 +49,14 @@ BAD_VALUES = [
     ("missing API key", {"secrets": {"cmcApiKey": ""}}, "secrets.cmcApiKey is required"),
     ("existingSecret renamed", {"secrets": {"existingSecret": "my-secrets"}}, "secrets.existingSecret \"my-secrets\" must be named \"cryptolake-secrets\""),
     ("external database without host", {"postgresql": {"enabled": False}}, "postgresql.external.host is required"),
+    ("extract egress without ports", {"networkPolicy": {"extractEgress": [{"namespace": "cmc-sandbox"}]}},
+     "/networkPolicy/extractEgress/0"),
+    ("extract egress to a bad namespace", {"networkPolicy": {"extractEgress": [{"namespace": "CMC_Sandbox",
+                                                                                "ports": [18080]}]}},
+     "/networkPolicy/extractEgress/0/namespace"),
+    ("extract egress as a raw rule", {"networkPolicy": {"extractEgress": [{"namespace": "a", "ports": [1],
+                                                                           "to": []}]}},
+     "additional properties 'to' not allowed"),
 ]
 
 
