@@ -71,24 +71,26 @@ DEPLOY_ARGS ?=
 DOCKER_OR_SKIP = if ! docker info >/dev/null 2>&1; then \
 	    echo "$@ skipped: no Docker engine on this machine (docker info failed); run it where Docker runs"; exit 0; fi
 NEED_TOOLS = for tool in $(1); do command -v $$tool >/dev/null || { echo "$@: $$tool is not installed" >&2; exit 1; }; done
-# Image tags (extract, spark, sandbox) from the pipeline spec: `kubernetes.images` of cryptolake/pipeline.yaml.
+# Image tags: extract and spark from the pipeline spec (`kubernetes.images` of cryptolake/pipeline.yaml), the
+# sandbox variant named after the extract image, airflow from charts/values/airflow.yaml (`images.airflow`).
 READ_IMAGES = test -x $(BIN)/python || $(MAKE) --no-print-directory venv; \
-	read -r extract spark sandbox < <($(BIN)/python tests/e2e/kind_e2e.py --print-images)
+	read -r extract spark sandbox airflow < <($(BIN)/python tests/e2e/kind_e2e.py --print-images)
 
 kind-up: ## Create the kind cluster of kind-config.yaml (1 control plane + 1 worker); kept when it exists
 	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kind kubectl); set -e; \
 	if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then echo "kind cluster $(KIND_CLUSTER) is up"; \
 	else kind create cluster --name '$(KIND_CLUSTER)' --config kind-config.yaml --wait 180s; fi
 
-images: ## Build cryptolake-extract (+ its sandbox variant) and cryptolake-spark; tags from the pipeline spec
+images: ## Build cryptolake-extract (+ its sandbox variant), cryptolake-spark and cryptolake-airflow
 	@$(DOCKER_OR_SKIP); set -e; $(READ_IMAGES); \
 	docker build -f services/Dockerfile -t "$$extract" .; \
 	docker build -f services/Dockerfile --build-arg EXTRAS=extract,sandbox -t "$$sandbox" .; \
-	docker build -f spark_apps/Dockerfile -t "$$spark" .
+	docker build -f spark_apps/Dockerfile -t "$$spark" .; \
+	docker build -f dags/Dockerfile -t "$$airflow" .
 
-kind-load: ## Load the three images into the kind cluster's nodes
+kind-load: ## Load the four images into the kind cluster's nodes
 	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kind); set -e; $(READ_IMAGES); \
-	kind load docker-image --name '$(KIND_CLUSTER)' "$$extract" "$$spark" "$$sandbox"
+	kind load docker-image --name '$(KIND_CLUSTER)' "$$extract" "$$spark" "$$sandbox" "$$airflow"
 
 deploy: ## Helm-install the Spark Operator, the cryptolake chart (values-kind.yaml) and Airflow into the kind cluster
 	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kubectl helm); set -e; \

@@ -3,7 +3,7 @@ match test_*.py). It needs Docker, kind, kubectl and helm; the Makefile target s
 where there is no Docker engine.
 
 What it does, each wait bounded:
-  1. `make kind-up images kind-load`: the cluster of kind-config.yaml and the three images in it;
+  1. `make kind-up images kind-load`: the cluster of kind-config.yaml and the four images in it;
   2. the CoinMarketCap sandbox as a Deployment + Service in namespace cmc-sandbox (the extract image's sandbox
      variant, `cryptolake sandbox serve`), so nothing leaves the cluster;
   3. `make deploy` with the cryptolake chart pointed at that sandbox (CMC_BASE_URL, the sandbox key, and the
@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+AIRFLOW_VALUES = REPO / "charts" / "values" / "airflow.yaml"
 SANDBOX_NAMESPACE = "cmc-sandbox"
 SANDBOX_NAME = "cmc-sandbox"
 SANDBOX_PORT = 18080
@@ -43,15 +44,24 @@ DAGS = ("init", "10x")
 WAREHOUSE_TABLES = ("dw.dim_crypto_id", "dw.fact_crypto_market", "dw.fact_global_market", "dw.fact_market_sentiment")
 
 
+def airflow_image() -> str:
+    """The Airflow image (dags/Dockerfile) as charts/values/airflow.yaml names it: the one place that name lives."""
+    import yaml
+
+    image = yaml.safe_load(AIRFLOW_VALUES.read_text())["images"]["airflow"]
+    return f"{image['repository']}:{image['tag']}"
+
+
 def images() -> dict[str, str]:
-    """Image tags: extract and spark from the pipeline spec, the sandbox variant named after the extract image."""
+    """Image tags: extract and spark from the pipeline spec, the sandbox variant named after the extract image,
+    airflow from charts/values/airflow.yaml."""
     from cryptolake.pipeline import default
 
     tags = dict(default().kubernetes.images)
     sandbox = tags["extract"].replace("cryptolake-extract", "cryptolake-sandbox")
     if sandbox == tags["extract"]:
         raise SystemExit(f"cannot name the sandbox image after {tags['extract']!r} (no 'cryptolake-extract' in it)")
-    return {"extract": tags["extract"], "spark": tags["spark"], "sandbox": sandbox}
+    return {"extract": tags["extract"], "spark": tags["spark"], "sandbox": sandbox, "airflow": airflow_image()}
 
 
 def log(message: str) -> None:
@@ -397,11 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-10x", type=float, default=1800, help="seconds for the 10x DAG run")
     parser.add_argument("--history-port", type=int, default=18080, help="the History Server Service's port")
     parser.add_argument("--print-images", action="store_true",
-                        help="print the extract, spark and sandbox image tags on one line and exit")
+                        help="print the extract, spark, sandbox and airflow image tags on one line and exit")
     args = parser.parse_args(argv)
     if args.print_images:
         tags = images()
-        print(tags["extract"], tags["spark"], tags["sandbox"])
+        print(tags["extract"], tags["spark"], tags["sandbox"], tags["airflow"])
         return 0
 
     from cryptolake.services.sandbox import DEFAULT_API_KEY  # the key the sandbox accepts by default

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cryptolake.pipeline import default
 
@@ -31,12 +32,46 @@ def test_help_lists_the_options():
         assert option in run.stdout
 
 
-def test_print_images_names_the_spec_images_and_the_sandbox_variant():
+def test_print_images_names_the_spec_images_the_sandbox_variant_and_the_airflow_values_image():
     run = subprocess.run([sys.executable, str(SCRIPT), "--print-images"], capture_output=True, text=True,
                          timeout=60, check=True)
     images = default().kubernetes.images
+    airflow = yaml.safe_load((REPO / "charts" / "values" / "airflow.yaml").read_text())["images"]["airflow"]
     assert run.stdout.split() == [images["extract"], images["spark"],
-                                  images["extract"].replace("cryptolake-extract", "cryptolake-sandbox")]
+                                  images["extract"].replace("cryptolake-extract", "cryptolake-sandbox"),
+                                  f"{airflow['repository']}:{airflow['tag']}"]
+    assert run.stdout.split()[-1] == "cryptolake-airflow:0.1.0"
+
+
+def recording(tmp_path: Path, *tools: str) -> tuple[dict[str, str], Path]:
+    """Fake `tools` first on PATH: each succeeds and appends its argv (one line) to the returned log."""
+    log = tmp_path / "calls.log"
+    for tool in tools:
+        fake = tmp_path / tool
+        fake.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n')
+        fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}, log
+
+
+def test_make_images_builds_each_image_from_its_dockerfile_and_kind_load_loads_all_four(tmp_path):
+    """The recipes run for real against a docker and a kind that only record their arguments: one `docker build`
+    per image (the Airflow image from dags/Dockerfile, tagged as charts/values/airflow.yaml says) and one
+    `kind load` of the four tags."""
+    env, log = recording(tmp_path, "docker", "kind")
+    for target in ("images", "kind-load"):
+        subprocess.run(["make", "-s", "--no-print-directory", target], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=120, check=True)
+    calls = [line for line in log.read_text().splitlines() if line != "docker info"]
+    spec = default().kubernetes.images
+    sandbox = spec["extract"].replace("cryptolake-extract", "cryptolake-sandbox")
+    assert calls == [
+        f"docker build -f services/Dockerfile -t {spec['extract']} .",
+        f"docker build -f services/Dockerfile --build-arg EXTRAS=extract,sandbox -t {sandbox} .",
+        f"docker build -f spark_apps/Dockerfile -t {spec['spark']} .",
+        "docker build -f dags/Dockerfile -t cryptolake-airflow:0.1.0 .",
+        f"kind load docker-image --name cryptolake {spec['extract']} {spec['spark']} {sandbox} "
+        "cryptolake-airflow:0.1.0",
+    ]
 
 
 @pytest.mark.parametrize("target", ["kind-up", "images", "kind-load", "deploy", "e2e-kind"])

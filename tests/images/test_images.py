@@ -1,6 +1,7 @@
-"""The two images' Dockerfiles: lint-clean, built on the official Spark image of exactly the locally pinned
-Spark (and a Delta built for it), non-root by number, no credentials, every COPY source in the build context,
-the SparkApplications' entry files where the manifests point and running the `cryptolake` commands.
+"""The images' Dockerfiles: lint-clean, built on the official Spark image of exactly the locally pinned Spark (and
+a Delta built for it) and the official Airflow image of exactly the installed Airflow, non-root by number, no
+credentials, every COPY source in the build context, the SparkApplications' entry files where the manifests point
+and running the `cryptolake` commands, the DAG file and its manifests in the DAG folder the Airflow values use.
 
 No container engine here: the Dockerfiles are checked as text and against the project's own pins; `make images`
 builds them where Docker runs (docs/kubernetes-images.md)."""
@@ -8,6 +9,7 @@ builds them where Docker runs (docs/kubernetes-images.md)."""
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +18,9 @@ import tomllib
 import xml.etree.ElementTree as ET
 from importlib.metadata import version
 from pathlib import Path
+
+import posixpath
+import runpy
 
 import pyspark
 import pytest
@@ -29,6 +34,8 @@ from cryptolake.spark_apps.session import local_jars
 REPO = Path(__file__).resolve().parents[2]
 EXTRACT = REPO / "services" / "Dockerfile"
 SPARK = REPO / "spark_apps" / "Dockerfile"
+AIRFLOW = REPO / "dags" / "Dockerfile"
+AIRFLOW_VALUES = REPO / "charts" / "values" / "airflow.yaml"
 POM = REPO / "spark_apps" / "pom.xml"
 NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 # Inline `# hadolint ignore=` allowed, each with its reason in the Dockerfile: unpinned Ubuntu packages (a pinned
@@ -83,7 +90,7 @@ def hadolint() -> str:
     return found
 
 
-@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK], ids=["extract", "spark"])
+@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK, AIRFLOW], ids=["extract", "spark", "airflow"])
 def test_hadolint_passes_with_nothing_but_justified_inline_ignores(dockerfile):
     # No --failure-threshold: hadolint's default fails on every level down to info, so warnings fail too.
     run = subprocess.run([hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
@@ -195,7 +202,7 @@ def test_final_stage_runs_as_a_numeric_non_root_user_with_home_on_tmp(dockerfile
     assert "HOME=/tmp" in env and "TMPDIR=/tmp" in env
 
 
-@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK], ids=["extract", "spark"])
+@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK, AIRFLOW], ids=["extract", "spark", "airflow"])
 def test_no_credentials_in_env_or_arg(dockerfile):
     for keyword, args in instructions(dockerfile):
         if keyword in ("ENV", "ARG"):
@@ -212,13 +219,14 @@ def test_dockerignore_lets_in_only_the_copied_sources():
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     for leaked in (".venv", ".local", ".lake", "build", "tests", ".git", ".env", "charts", "bench"):
         assert leaked not in allowed
-    for dockerfile in (EXTRACT, SPARK):
+    for dockerfile in (EXTRACT, SPARK, AIRFLOW):
         for keyword, args in instructions(dockerfile):
             if keyword == "COPY" and not args.startswith("--from"):
                 *sources, _ = args.split()
                 for source in sources:
-                    assert (REPO / source).exists(), (dockerfile.name, source)
-                    assert source.split("/")[0] in allowed, (dockerfile.name, source)
+                    assert (REPO / source).exists(), (dockerfile.parent.name, source)
+                    assert any(source == a or source.startswith(a + "/") for a in allowed), \
+                        (dockerfile.parent.name, source)
                     excluded = [p for p in patterns[1:] if not p.startswith("!") and fnmatch.fnmatch(source, p)]
                     assert not excluded, (dockerfile.name, source, excluded)
 
@@ -272,3 +280,104 @@ def test_entry_file_runs_the_same_command_as_the_cli(step, capsys, monkeypatch):
         outputs.append((entry_code, entry.out + entry.err))
     assert outputs[0][0] == 0 and f"Usage: cryptolake {step} " in outputs[0][1]
     assert outputs[1][0] == 2 and "no-such-group" in outputs[1][1]
+
+
+# -- the Airflow image ---------------------------------------------------------------------------------------------
+
+def test_airflow_image_is_the_official_image_of_the_installed_airflow_on_python_3_11():
+    final = stages(AIRFLOW)[-1]
+    match = re.fullmatch(r"apache/airflow:(?P<airflow>\d+\.\d+\.\d+)-python(?P<python>\d+\.\d+)", from_image(final))
+    assert match, f"{from_image(final)}: pin the official apache/airflow image by its full version and Python"
+    assert match["airflow"] == version("apache-airflow")
+    assert match["python"] == "3.11" == f"{sys.version_info.major}.{sys.version_info.minor}"
+    # pyproject's floor (apache-airflow>=X.Y) is met by the image
+    [floor] = [r for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+               ["airflow"] if r.startswith("apache-airflow>=")]
+    wanted = tuple(map(int, floor.split(">=")[1].split(".")))
+    assert tuple(map(int, match["airflow"].split(".")))[:len(wanted)] >= wanted
+
+
+def test_airflow_image_installs_the_airflow_and_extract_extras_without_moving_airflow():
+    build, final = stages(AIRFLOW)
+    assert "AS wheel" in build[0][1] and any(k == "RUN" and "python -m build --wheel" in a for k, a in build)
+    [install] = [a for k, a in final if k == "RUN" and "pip install" in a]
+    assert "from=wheel" in install and "--no-cache-dir" in install
+    assert '"$1[airflow,extract]"' in install
+    # the base's own Airflow, pinned in the same resolver run (the image's documented way of adding packages)
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in install
+    # the DAG module imports the extractor registry: what it needs comes with these two extras
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {r.split(">=")[0] for r in extras["extract"]} <= {"requests", "tenacity"}
+
+
+def test_airflow_image_runs_as_the_bases_airflow_user():
+    final = stages(AIRFLOW)[-1]
+    users = [(i, a) for i, (k, a) in enumerate(final) if k == "USER"]
+    # uid 50000, group 0: the official image's airflow user and the official chart's runAsUser / fsGroup
+    assert users and users[-1][1] == "50000:0"
+    assert all(k != "RUN" for k, _ in final[users[-1][0]:])
+    assert all(a.split(":")[0] not in ("0", "root") for _, a in users)
+
+
+def airflow_dag_folder() -> str:
+    """The DAG folder charts/values/airflow.yaml gives the official chart for DAGs from the image:
+    dags.mountPath, else $AIRFLOW_HOME/dags (the chart's own rule; airflowHome defaults to /opt/airflow)."""
+    values = yaml.safe_load(AIRFLOW_VALUES.read_text())
+    assert values["images"]["airflow"]["repository"] == "cryptolake-airflow"
+    assert values["dags"]["persistence"]["enabled"] is False and values["dags"]["gitSync"]["enabled"] is False
+    return values["dags"].get("mountPath") or posixpath.join(values.get("airflowHome", "/opt/airflow"), "dags")
+
+
+def airflow_copies() -> dict[str, str]:
+    """Repository source -> destination in the Airflow image, of the final stage's plain COPYs."""
+    copies = {}
+    for keyword, args in stages(AIRFLOW)[-1]:
+        if keyword == "COPY" and not args.startswith("--"):
+            source, destination = args.split()
+            copies[source] = destination
+    return copies
+
+
+def image_layout(root: Path) -> Path:
+    """The Airflow image's COPYs laid out under root (root/<destination>); returns root."""
+    for source, destination in airflow_copies().items():
+        target = root / destination.lstrip("/")
+        if (REPO / source).is_dir():
+            shutil.copytree(REPO / source, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / source, target)
+    return root
+
+
+def test_airflow_image_puts_the_dag_file_in_the_values_dag_folder_and_the_manifests_next_to_it(tmp_path,
+                                                                                             monkeypatch):
+    """The DAG file lands in the DAG folder of the values file; executed there (with its own MANIFEST_DIR rule),
+    it finds every SparkApplication manifest its tasks submit among the files copied into the image."""
+    dag_folder = airflow_dag_folder()
+    assert airflow_copies() == {
+        "dags/cryptolakehouse.py": posixpath.join(dag_folder, "cryptolakehouse.py"),
+        "manifests/spark": posixpath.join(posixpath.dirname(dag_folder), "manifests", "spark")}
+    root = image_layout(tmp_path / "image")
+    monkeypatch.setenv("CRYPTOLAKE_DAG_BACKEND", "kubernetes")
+    scope = runpy.run_path(str(root / dag_folder.lstrip("/") / "cryptolakehouse.py"))
+    assert Path(scope["MANIFEST_DIR"]) == root / posixpath.dirname(dag_folder).lstrip("/") / "manifests" / "spark"
+    files = [t.application_file for d in scope.values() for t in getattr(d, "tasks", [])
+             if hasattr(t, "application_file")]
+    assert len(files) == 10 and all((Path(scope["MANIFEST_DIR"]) / f).is_file() for f in files)
+
+
+def test_airflow_image_checks_its_dag_folder_at_build_time(tmp_path):
+    """The final RUN executes the DAG file from the image's DAG folder and fails on a missing manifest: the same
+    code, run here against a copy of the layout, passes, and fails once a manifest is gone."""
+    [check] = [a for k, a in stages(AIRFLOW)[-1] if k == "RUN" and "runpy" in a]
+    code = re.search(r'python -c "(.*?)"\s*&&', check)[1]
+    dag_folder = airflow_dag_folder()
+    root = image_layout(tmp_path / "image")
+    local = code.replace(posixpath.dirname(dag_folder), str(root / posixpath.dirname(dag_folder).lstrip("/")))
+    env = {**os.environ, "CRYPTOLAKE_DAG_BACKEND": "kubernetes"}
+    ok = subprocess.run([sys.executable, "-c", local], env=env, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    (root / posixpath.dirname(dag_folder).lstrip("/") / "manifests" / "spark" / "10x-load.yaml").unlink()
+    broken = subprocess.run([sys.executable, "-c", local], env=env, capture_output=True, text=True, timeout=300)
+    assert broken.returncode != 0 and "10x-load.yaml" in broken.stderr
