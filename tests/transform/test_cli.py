@@ -42,10 +42,10 @@ def test_a_failing_table_makes_the_run_exit_1_with_one_clear_line(file_lake, tmp
     file_lake.write_bytes(path, b"not parquet")
     Ledger(file_lake).write(RunRecord(new_run_id(ts), "extract", "crypto_categories", ts, status="success",
                                       ended_at=ts, rows=1, files=[path]))
-    done = cli("--log-json", "transform", "--group", "10x", env={"LAKE_URI": file_lake.uri}, cwd=tmp_path)
+    done = cli("--log-json", "transform", "--group", "init", env={"LAKE_URI": file_lake.uri}, cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: transform 10x: dim_crypto_category, fact_crypto_category failed")
+    assert last.startswith("error: transform init: dim_crypto_category, fact_crypto_category failed")
     assert Ledger(file_lake).latest("transform", "fact_global_market").status == "success"
 
 
