@@ -92,19 +92,23 @@ kind-load: ## Load the four images into the kind cluster's nodes
 	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kind); set -e; $(READ_IMAGES); \
 	kind load docker-image --name '$(KIND_CLUSTER)' "$$extract" "$$spark" "$$sandbox" "$$airflow"
 
-deploy: ## Helm-install the Spark Operator, the cryptolake chart (values-kind.yaml) and Airflow into the kind cluster
-	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kubectl helm); set -e; \
+# deploy: the Secrets first (charts/kind-secrets.sh: random values made here for what does not exist yet, CMC_API_KEY
+# from the environment), then the charts, the cryptolake chart on those Secrets (existingSecret).
+deploy: ## Secrets, then helm-install the Spark Operator, the cryptolake chart (values-kind.yaml) and Airflow into kind
+	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kubectl helm openssl); set -e; \
 	jobs_ns=$$($(BIN)/python -c 'from cryptolake.pipeline import default; print(default().kubernetes.namespace)'); \
 	for ns in "$$jobs_ns" airflow; do \
 	    kubectl --context $(KUBE_CONTEXT) create namespace "$$ns" --dry-run=client -o yaml \
 	        | kubectl --context $(KUBE_CONTEXT) apply -f - >/dev/null; done; \
+	charts/kind-secrets.sh $(KUBE_CONTEXT) "$$jobs_ns" airflow; \
 	helm repo add spark-operator https://kubeflow.github.io/spark-operator --force-update >/dev/null; \
 	helm repo add apache-airflow https://airflow.apache.org --force-update >/dev/null; \
 	helm upgrade --install spark-operator spark-operator/spark-operator --version $(SPARK_OPERATOR_CHART_VERSION) \
 	    --kube-context $(KUBE_CONTEXT) -n spark-operator --create-namespace \
 	    -f charts/values/spark-operator.yaml --wait --timeout 10m; \
 	helm upgrade --install cryptolake charts/cryptolake --kube-context $(KUBE_CONTEXT) -n "$$jobs_ns" \
-	    -f charts/cryptolake/values-kind.yaml $(DEPLOY_ARGS) --wait --timeout 15m; \
+	    -f charts/cryptolake/values-kind.yaml --set secrets.existingSecret=cryptolake-secrets \
+	    --set postgresql.auth.existingSecret=cryptolake-postgresql $(DEPLOY_ARGS) --wait --timeout 15m; \
 	helm upgrade --install airflow apache-airflow/airflow --version $(AIRFLOW_CHART_VERSION) \
 	    --kube-context $(KUBE_CONTEXT) -n airflow -f charts/values/airflow.yaml --wait --timeout 20m
 

@@ -6,8 +6,8 @@ What it does, each wait bounded:
   1. `make kind-up images kind-load`: the cluster of kind-config.yaml and the four images in it;
   2. the CoinMarketCap sandbox as a Deployment + Service in namespace cmc-sandbox (the extract image's sandbox
      variant, `cryptolake sandbox serve`), so nothing leaves the cluster;
-  3. `make deploy` with the cryptolake chart pointed at that sandbox (CMC_BASE_URL, the sandbox key, and the
-     sandbox port allowed by the extractors' egress NetworkPolicy);
+  3. `make deploy` with the cryptolake chart pointed at that sandbox (CMC_BASE_URL; the sandbox key as CMC_API_KEY
+     for the Secrets `make deploy` creates; values-kind.yaml lets the extractors reach cmc-sandbox:18080);
   4. every pod of the jobs, spark-operator and airflow namespaces Ready (or Succeeded, for the chart's Jobs);
   5. the `init` DAG, then the `10x` DAG, each unpaused and triggered in Airflow's scheduler pod, until the run is
      `success`; meanwhile the SparkApplications of the group are followed and the logs of every extractor pod and
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import select
 import socket
 import subprocess
@@ -37,6 +38,8 @@ AIRFLOW_VALUES = REPO / "charts" / "values" / "airflow.yaml"
 SANDBOX_NAMESPACE = "cmc-sandbox"
 SANDBOX_NAME = "cmc-sandbox"
 SANDBOX_PORT = 18080
+# The sandbox pods' labels; values-kind.yaml's networkPolicy.extractEgress selects them (a test keeps them equal).
+SANDBOX_LABELS = {"app.kubernetes.io/name": SANDBOX_NAME, "app.kubernetes.io/part-of": "cryptolakehouse"}
 AIRFLOW_NAMESPACE = "airflow"
 SPARK_OPERATOR_NAMESPACE = "spark-operator"
 DAGS = ("init", "10x")
@@ -68,10 +71,11 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def make(*targets: str, **variables: str) -> None:
+def make(*targets: str, environment: dict[str, str] | None = None, **variables: str) -> None:
+    """Run make targets with variables; `environment` adds to make's environment (not shown in the log line)."""
     argv = ["make", "--no-print-directory", *targets, *(f"{k}={v}" for k, v in variables.items())]
     log("$ " + " ".join(argv))
-    subprocess.run(argv, cwd=REPO, check=True)
+    subprocess.run(argv, cwd=REPO, check=True, env={**os.environ, **(environment or {})})
 
 
 def wait_until(what: str, timeout: float, probe, interval: float = 5.0):
@@ -104,7 +108,7 @@ class Cluster:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
-        labels = {"app.kubernetes.io/name": SANDBOX_NAME, "app.kubernetes.io/part-of": "cryptolakehouse"}
+        labels = SANDBOX_LABELS
         try:
             self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=SANDBOX_NAMESPACE)))
         except ApiException as exc:
@@ -423,11 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     sandbox_url = cluster.deploy_sandbox(tags["sandbox"], timeout=300)
     log(f"sandbox at {sandbox_url}")
     if not args.skip_deploy:
-        make("deploy", KIND_CLUSTER=args.cluster, DEPLOY_ARGS=" ".join([
-            f"--set-string config.env.CMC_BASE_URL={sandbox_url}",
-            f"--set-string secrets.cmcApiKey={DEFAULT_API_KEY}",
-            # quoted: the recipe's bash would brace-expand {443,18080}
-            f"--set 'networkPolicy.cmcApi.ports={{443,{SANDBOX_PORT}}}'"]))
+        # The Secrets are made by `make deploy` (charts/kind-secrets.sh), with the sandbox's key as CMC_API_KEY;
+        # the extractors' egress to the sandbox is in values-kind.yaml (networkPolicy.extractEgress).
+        make("deploy", environment={"CMC_API_KEY": DEFAULT_API_KEY}, KIND_CLUSTER=args.cluster,
+             DEPLOY_ARGS=f"--set-string config.env.CMC_BASE_URL={sandbox_url}")
     cluster.wait_for_pods([cluster.jobs, SPARK_OPERATOR_NAMESPACE, AIRFLOW_NAMESPACE], args.timeout_pods)
 
     failures: list[str] = []

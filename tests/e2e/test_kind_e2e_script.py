@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,46 @@ def test_the_harness_imports_and_has_its_entry_points():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(module.main) and module.DAGS == ("init", "10x")
+
+
+def harness():
+    spec = importlib.util.spec_from_file_location("kind_e2e", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_harness_names_what_the_chart_and_values_files_name():
+    """Namespaces, the sandbox the kind profile's NetworkPolicy lets the extractors reach, the History Server port,
+    the SparkApplication and pod labels it follows: the same as charts/, manifests/ and the Makefile say."""
+    module = harness()
+    chart = yaml.safe_load((REPO / "charts" / "cryptolake" / "values.yaml").read_text())
+    kind = yaml.safe_load((REPO / "charts" / "cryptolake" / "values-kind.yaml").read_text())
+    makefile = (REPO / "Makefile").read_text()
+    assert module.AIRFLOW_NAMESPACE == chart["airflow"]["namespace"]
+    assert f"-n {module.SPARK_OPERATOR_NAMESPACE} --create-namespace" in makefile
+    assert chart["jobsNamespace"] == default().kubernetes.namespace  # the harness's jobs namespace is the spec's
+    [rule] = [r for r in kind["networkPolicy"]["extractEgress"] if r["namespace"] == module.SANDBOX_NAMESPACE]
+    assert module.SANDBOX_PORT in rule["ports"]
+    assert rule["podLabels"].items() <= module.SANDBOX_LABELS.items()
+    # the labels the log keeper and the checks select on are those of the manifests and the DAGs' extractor pods
+    manifest = yaml.safe_load((REPO / "manifests" / "spark" / "10x-transform.yaml").read_text())
+    assert manifest["metadata"]["name"].startswith("cryptolake-10x-transform")
+    assert manifest["spec"]["driver"]["labels"]["app.kubernetes.io/component"] == "spark-transform"
+    assert manifest["spec"]["driver"]["labels"]["cryptolake/group"] == "10x"
+    assert module.LogKeeper.kind({"spark-role": "driver", **manifest["spec"]["driver"]["labels"]}) == "driver"
+
+
+def test_the_log_keeper_recognises_the_extractor_pods_the_dags_start(monkeypatch):
+    """The 10x DAG's extractor pods (kubernetes backend, as in the Airflow image) carry the labels the harness
+    sorts logs by: component extract and the group."""
+    monkeypatch.setenv("CRYPTOLAKE_DAG_BACKEND", "kubernetes")
+    dags = runpy.run_path(str(REPO / "dags" / "cryptolakehouse.py"))
+    pods = [task for task in dags["10x"].tasks if type(task).__name__ == "KubernetesPodOperator"]
+    assert pods
+    for task in pods:
+        assert harness().LogKeeper.kind(task.labels) == "extract" and task.labels["cryptolake/group"] == "10x"
+        assert task.namespace == default().kubernetes.namespace
 
 
 def test_help_lists_the_options():

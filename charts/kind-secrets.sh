@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The Secrets of a kind deployment (`make deploy` runs this before the charts; docs/kubernetes.md, "kind"):
+#   <jobs namespace>: cryptolake-postgresql (password), cryptolake-secrets (CMC_API_KEY, AWS_ACCESS_KEY_ID,
+#     AWS_SECRET_ACCESS_KEY, WAREHOUSE_URL), which the cryptolake chart then uses through its existingSecret knobs;
+#   <airflow namespace>: airflow-metadata and airflow-cryptolake-warehouse (connection), airflow-fernet-key
+#     (fernet-key), airflow-api-secret-key (api-secret-key), airflow-jwt-secret (jwt-secret), as
+#     charts/values/airflow.yaml names them.
+# Random values are made here, on this machine, only for what does not exist yet: a re-run keeps every value (the
+# PostgreSQL server keeps the password it was initialised with; Airflow's data stays readable with its fernet key).
+# CMC_API_KEY comes from the environment (your key, or the sandbox's on the e2e run); when given it replaces the
+# stored one. Values go to kubectl through a pipe, never as arguments, and nothing here prints them.
+#
+#   charts/kind-secrets.sh <kube context> <jobs namespace> <airflow namespace>
+set -euo pipefail
+shopt -s inherit_errexit  # a failed kubectl inside $(...) stops the script too: no new password by mistake
+
+if [ $# -ne 3 ]; then
+    echo "usage: $0 <kube context> <jobs namespace> <airflow namespace>" >&2
+    exit 2
+fi
+context=$1 jobs_ns=$2 airflow_ns=$3
+for tool in kubectl openssl; do
+    command -v "$tool" >/dev/null || { echo "$0: $tool is not installed" >&2; exit 1; }
+done
+
+# The cryptolake chart's names (charts/cryptolake/values.yaml: postgresql.auth, secrets.name) and Airflow's.
+pg_user=cryptolake pg_database=cryptolake airflow_database=airflow
+pg_host="cryptolake-postgresql.${jobs_ns}.svc.cluster.local" pg_port=5432
+pg_secret=cryptolake-postgresql pipeline_secret=cryptolake-secrets
+
+kc() { kubectl --context "$context" "$@"; }
+
+# stored <namespace> <secret> <key>: the key's value when the Secret exists and has it, else nothing. A Secret
+# that is absent is not an error; any other failure (no cluster, no access) stops the script before it writes.
+stored() {
+    local encoded
+    encoded=$(kc -n "$1" get secret "$2" --ignore-not-found -o "go-template={{with index .data \"$3\"}}{{.}}{{end}}")
+    if [ -n "$encoded" ]; then printf '%s' "$encoded" | base64 -d; fi
+}
+
+# apply <namespace> <secret> <key> <value> [<key> <value> ...]: create or update the Secret with these keys.
+apply() {
+    local namespace=$1 name=$2 lines=""
+    shift 2
+    while [ $# -gt 0 ]; do
+        lines+="$1=$2"$'\n'
+        shift 2
+    done
+    kc -n "$namespace" create secret generic "$name" --from-env-file=<(printf '%s' "$lines") \
+        --dry-run=client -o yaml | kc apply -f - >/dev/null
+    echo "Secret ${namespace}/${name}: applied"
+}
+
+# keep <namespace> <secret> <key> <command...>: the stored value, or a new one from the command.
+keep() {
+    local value
+    value=$(stored "$1" "$2" "$3")
+    if [ -z "$value" ]; then value=$("${@:4}"); fi
+    printf '%s' "$value"
+}
+fernet_key() { openssl rand -base64 32 | tr '+/' '-_'; }  # 32 random bytes, URL-safe base64 (Fernet)
+
+cmc_key=${CMC_API_KEY:-$(stored "$jobs_ns" "$pipeline_secret" CMC_API_KEY)}
+if [ -z "$cmc_key" ]; then
+    echo "$0: CMC_API_KEY is not set and ${jobs_ns}/${pipeline_secret} holds none: export CMC_API_KEY (your" \
+         "CoinMarketCap key, or the sandbox's) and run again" >&2
+    exit 1
+fi
+# Letters and digits only (hex), so the password goes into the URLs unescaped.
+pg_password=$(keep "$jobs_ns" "$pg_secret" password openssl rand -hex 16)
+s3_access_key=$(keep "$jobs_ns" "$pipeline_secret" AWS_ACCESS_KEY_ID echo cryptolake)
+s3_secret_key=$(keep "$jobs_ns" "$pipeline_secret" AWS_SECRET_ACCESS_KEY openssl rand -hex 20)
+fernet=$(keep "$airflow_ns" airflow-fernet-key fernet-key fernet_key)
+api_secret=$(keep "$airflow_ns" airflow-api-secret-key api-secret-key openssl rand -hex 32)
+jwt_secret=$(keep "$airflow_ns" airflow-jwt-secret jwt-secret openssl rand -hex 32)
+server="${pg_user}:${pg_password}@${pg_host}:${pg_port}"
+
+apply "$jobs_ns" "$pg_secret" password "$pg_password"
+apply "$jobs_ns" "$pipeline_secret" CMC_API_KEY "$cmc_key" AWS_ACCESS_KEY_ID "$s3_access_key" \
+    AWS_SECRET_ACCESS_KEY "$s3_secret_key" WAREHOUSE_URL "postgresql+psycopg2://${server}/${pg_database}"
+apply "$airflow_ns" airflow-metadata connection "postgresql+psycopg2://${server}/${airflow_database}"
+apply "$airflow_ns" airflow-cryptolake-warehouse connection "postgres://${server}/${pg_database}"
+apply "$airflow_ns" airflow-fernet-key fernet-key "$fernet"
+apply "$airflow_ns" airflow-api-secret-key api-secret-key "$api_secret"
+apply "$airflow_ns" airflow-jwt-secret jwt-secret "$jwt_secret"

@@ -1,0 +1,170 @@
+"""charts/kind-secrets.sh, which `make deploy` runs before the charts: it creates every Secret the kind profile and
+Airflow's values name, with random values made on the spot, keeps them on a re-run, never prints them nor passes
+them as arguments, and stops before writing when the cluster cannot be read. kubectl is a stand-in
+(tests/e2e/fake_kubectl.py) over a directory, with the real kubectl rendering the Secrets (`create --dry-run`)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart.render import KIND_VALUES, PROFILE_SECRETS, merge, render
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "charts" / "kind-secrets.sh"
+AIRFLOW_VALUES = REPO / "charts" / "values" / "airflow.yaml"
+JOBS, AIRFLOW = "cryptolake-jobs", "airflow"
+
+
+@pytest.fixture
+def kube(tmp_path):
+    """(environment with the fake kubectl first on PATH, its state directory)."""
+    real = shutil.which("kubectl")
+    assert real, "kubectl is not installed (the tests render Secrets with `kubectl create --dry-run=client`)"
+    state = tmp_path / "state"
+    state.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "kubectl"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO / 'tests' / 'e2e')!r})\n"
+                    "import fake_kubectl\nsys.exit(fake_kubectl.main(sys.argv[1:]))\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_KUBE_STATE": str(state),
+           "REAL_KUBECTL": real, "KUBECONFIG": str(tmp_path / "no-kubeconfig"), "CMC_API_KEY": "sandbox-key-1"}
+    return env, state
+
+
+def run(env: dict[str, str], **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), "kind-cryptolake", JOBS, AIRFLOW], env={**env, **extra},
+                          capture_output=True, text=True, timeout=120)
+
+
+def secrets(state: Path) -> dict[tuple[str, str], dict[str, str]]:
+    found = {}
+    for path in state.glob("Secret.*.json"):
+        obj = json.loads(path.read_text())
+        found[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = {
+            k: base64.b64decode(v).decode() for k, v in obj["data"].items()}
+    return found
+
+
+def airflow_secret_names() -> dict[str, str]:
+    """Secret name -> key, as charts/values/airflow.yaml uses them."""
+    values = yaml.safe_load(AIRFLOW_VALUES.read_text())
+    names = {values["data"]["metadataSecretName"]: "connection", values["fernetKeySecretName"]: "fernet-key",
+             values["apiSecretKeySecretName"]: "api-secret-key", values["jwtSecretName"]: "jwt-secret"}
+    names.update({s["secretName"]: s["secretKey"] for s in values["secret"]})
+    return names
+
+
+def test_a_first_run_creates_every_secret_the_charts_name_with_fresh_random_values(kube):
+    env, state = kube
+    result = run(env)
+    assert result.returncode == 0, result.stderr
+    made = secrets(state)
+    assert set(made) == {(JOBS, "cryptolake-postgresql"), (JOBS, "cryptolake-secrets"),
+                         *((AIRFLOW, name) for name in airflow_secret_names())}
+    for name, key in airflow_secret_names().items():
+        assert set(made[(AIRFLOW, name)]) == {key}, name
+    password = made[(JOBS, "cryptolake-postgresql")]["password"]
+    pipeline = made[(JOBS, "cryptolake-secrets")]
+    assert set(pipeline) == {"CMC_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "WAREHOUSE_URL"}
+    assert pipeline["CMC_API_KEY"] == "sandbox-key-1"
+    # the same WAREHOUSE_URL the chart itself would build for the kind profile from that password and those keys
+    rendered = render([KIND_VALUES], merge(PROFILE_SECRETS, {
+        "postgresql": {"auth": {"password": password}},
+        "objectStore": {"accessKeyId": pipeline["AWS_ACCESS_KEY_ID"],
+                        "secretAccessKey": pipeline["AWS_SECRET_ACCESS_KEY"]}}))
+    [chart_secret] = [o for o in rendered if o["kind"] == "Secret" and o["metadata"]["name"] == "cryptolake-secrets"]
+    assert pipeline["WAREHOUSE_URL"] == chart_secret["stringData"]["WAREHOUSE_URL"]
+    host = f"cryptolake:{password}@cryptolake-postgresql.{JOBS}.svc.cluster.local:5432"
+    assert made[(AIRFLOW, "airflow-metadata")]["connection"] == f"postgresql+psycopg2://{host}/airflow"
+    assert made[(AIRFLOW, "airflow-cryptolake-warehouse")]["connection"] == f"postgres://{host}/cryptolake"
+    assert len(base64.urlsafe_b64decode(made[(AIRFLOW, "airflow-fernet-key")]["fernet-key"])) == 32
+    randoms = [password, pipeline["AWS_SECRET_ACCESS_KEY"], made[(AIRFLOW, "airflow-api-secret-key")]["api-secret-key"],
+               made[(AIRFLOW, "airflow-jwt-secret")]["jwt-secret"], made[(AIRFLOW, "airflow-fernet-key")]["fernet-key"]]
+    assert len(set(randoms)) == len(randoms) and all(len(v) >= 32 for v in randoms)
+    # nothing secret in what it printed or in any command line
+    calls = (state / "calls.jsonl").read_text()
+    for value in [*randoms, "sandbox-key-1"]:
+        assert value not in result.stdout + result.stderr and value not in calls
+    # and another cluster gets other values
+    other = state.parent / "state2"
+    other.mkdir()
+    assert run({**env, "FAKE_KUBE_STATE": str(other)}).returncode == 0
+    assert secrets(other)[(JOBS, "cryptolake-postgresql")]["password"] != password
+
+
+def test_a_rerun_keeps_every_value_and_takes_a_new_api_key(kube):
+    env, state = kube
+    assert run(env).returncode == 0
+    first = secrets(state)
+    again = run(env)
+    assert again.returncode == 0, again.stderr
+    assert secrets(state) == first
+    rotated = run(env, CMC_API_KEY="real-key-2")
+    assert rotated.returncode == 0, rotated.stderr
+    after = secrets(state)
+    assert after[(JOBS, "cryptolake-secrets")]["CMC_API_KEY"] == "real-key-2"
+    after[(JOBS, "cryptolake-secrets")]["CMC_API_KEY"] = "sandbox-key-1"
+    assert after == first
+    # without CMC_API_KEY the stored key stays
+    assert run({k: v for k, v in env.items() if k != "CMC_API_KEY"}).returncode == 0
+    assert secrets(state)[(JOBS, "cryptolake-secrets")]["CMC_API_KEY"] == "real-key-2"
+
+
+def test_no_api_key_anywhere_fails_naming_it_and_writes_nothing(kube):
+    env, state = kube
+    result = run({k: v for k, v in env.items() if k != "CMC_API_KEY"})
+    assert result.returncode == 1 and "CMC_API_KEY" in result.stderr
+    assert secrets(state) == {}
+
+
+def test_an_unreadable_cluster_stops_it_before_anything_is_written(kube):
+    env, state = kube
+    result = run(env, FAKE_KUBE_FAIL_GET="1")
+    assert result.returncode != 0 and "refused" in result.stderr
+    assert secrets(state) == {}
+    assert not any('"apply"' in line for line in (state / "calls.jsonl").read_text().splitlines())
+
+
+def test_make_deploy_makes_the_secrets_before_the_charts_and_installs_the_chart_on_them(kube, tmp_path):
+    """`make deploy` for real, with a docker whose `info` succeeds and a helm that records its arguments: the
+    namespaces, then every Secret, then the charts; the cryptolake chart is told to use the Secrets just made."""
+    env, state = kube
+    bin_dir = Path(env["PATH"].split(os.pathsep)[0])
+    for tool in ("docker", "helm"):
+        fake = bin_dir / tool
+        fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                        f"open({str(state / 'calls.jsonl')!r}, 'a').write(json.dumps([{tool!r}, *sys.argv[1:]]) + '\\n')\n")
+        fake.chmod(0o755)
+    result = subprocess.run(["make", "-s", "--no-print-directory", "deploy"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
+    installs = [i for i, c in enumerate(calls) if c[:3] == ["helm", "upgrade", "--install"]]
+    assert [calls[i][3] for i in installs] == ["spark-operator", "cryptolake", "airflow"]
+    applies = [i for i, c in enumerate(calls) if c[0] != "helm" and "apply" in c]
+    assert len(applies) == 2 + 7 and max(applies) < installs[0]  # 2 namespaces, 7 Secrets, all before helm
+    assert {(ns, name) for ns, name in secrets(state)} >= {(JOBS, "cryptolake-secrets"), (AIRFLOW, "airflow-metadata")}
+    cryptolake = " ".join(calls[installs[1]])
+    assert "--set secrets.existingSecret=cryptolake-secrets" in cryptolake
+    assert "--set postgresql.auth.existingSecret=cryptolake-postgresql" in cryptolake
+    assert "-f charts/cryptolake/values-kind.yaml" in cryptolake and f"-n {JOBS}" in cryptolake
+
+
+def test_the_kind_profile_on_those_secrets_creates_none_and_reads_them():
+    objects = render([KIND_VALUES], {"secrets": {"existingSecret": "cryptolake-secrets"},
+                                     "postgresql": {"auth": {"existingSecret": "cryptolake-postgresql"}}})
+    assert [o for o in objects if o["kind"] == "Secret"] == []
+    text = json.dumps(objects)
+    assert '"name": "cryptolake-postgresql", "key": "password"' in text
+    assert '"secretRef": {"name": "cryptolake-secrets"}' in text
