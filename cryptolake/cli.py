@@ -207,6 +207,30 @@ def budget(ctx: Context, month: str | None, spec_path: Path | None, as_json: boo
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Per warehouse table: freshness against its schedule, the latest extract/transform/load outcome, rejected
+    and quarantined rows; and the credits used this month against the plan (docs/status.md).
+
+    A probe: exit status 0 when every table is fresh and no latest run failed, 3 when a table is stale, failing
+    (its latest extract failed or was partial, or its transform or load failed) or never loaded (an empty
+    warehouse is not healthy), 1 when the warehouse or the lake cannot be read.
+    """
+    import json
+
+    from cryptolake import pipeline, status as probe
+
+    result = probe.gather(ctx.settings, pipeline.default())
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for line in probe.render(result):
+            click.echo(line)
+    sys.exit(result.exit_code)
+
+
+@cli.command()
 @click.option("--downgrade", "downgrade_to", metavar="REV",
               help="Downgrade to this revision instead (base: remove every warehouse table and view).")
 @pass_context
