@@ -12,5 +12,13 @@ def run_sql(name: str) -> None:
 
     Through the driver's cursor without parameters, so the SQL is sent as written (`%` stays `%`).
     """
+    execute_as_written(sql_text(name))
+
+
+def sql_text(name: str) -> str:
+    return (files("cryptolake.warehouse") / "sql" / name).read_text()
+
+
+def execute_as_written(statements: str) -> None:
     with op.get_bind().connection.dbapi_connection.cursor() as cursor:
-        cursor.execute((files("cryptolake.warehouse") / "sql" / name).read_text())
+        cursor.execute(statements)

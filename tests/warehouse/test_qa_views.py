@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
+from cryptolake import pipeline
 from cryptolake.spark_apps.transform.tables import TABLE_LIST
 from cryptolake.warehouse.models import (DimCryptoId, FactCryptoDaily, FactCryptoMarket, FactGlobalMarket,
                                          FactMarketSentiment, LoadWatermark, RejectedRow)
@@ -41,10 +42,24 @@ def test_freshness_flags_a_table_older_than_its_schedule_allows_and_empty_tables
     assert never_loaded["is_stale"] is True and never_loaded["latest_snapshot"] is None
 
 
-def test_freshness_knows_every_table_by_the_group_that_builds_it(conn):
-    scheduled = {r["table_name"]: r["frequency_group"]
-                 for r in rows(conn, "SELECT table_name, frequency_group FROM qa.table_freshness")}
-    assert scheduled == {t.name: next(g for g in t.groups if g not in ("init", "all")) for t in TABLE_LIST}
+def test_freshness_follows_the_most_frequent_group_of_the_pipeline_spec(conn):
+    """Each table by the most frequent group refreshing it, allowed that group's longest gap between two runs
+    (weekday groups: between two weekday runs) plus an hour: derived from the spec, so schedules cannot drift."""
+    spec = pipeline.default()
+    expected = {}
+    for table in TABLE_LIST:
+        scheduled = [g for g in table.groups if g in spec.groups and spec.groups[g].schedule]
+        group = max(scheduled, key=lambda g: spec.groups[g].schedule.runs_per_week)
+        schedule = spec.groups[group].schedule
+        minutes = sorted(pipeline.DAY_NAMES.index(d) * 1440 + t.hour * 60 + t.minute
+                         for d in schedule.days for t in schedule.at)
+        gaps = [b - a for a, b in zip(minutes, minutes[1:] + [minutes[0] + 7 * 1440])]
+        weekdays_only = len(schedule.days) == 5  # the weekend gap is allowed on top, day by day
+        longest = sorted(gaps)[-2] if weekdays_only else max(gaps)
+        expected[table.name] = (group, longest / 60 + 1)
+    found = {r["table_name"]: (r["frequency_group"], r["max_age_hours"])  # empty tables: no weekend allowance
+             for r in rows(conn, "SELECT table_name, frequency_group, max_age_hours FROM qa.table_freshness")}
+    assert found == expected
 
 
 def test_row_counts_per_snapshot_show_the_change_from_the_previous_one(coins):
