@@ -68,17 +68,17 @@ def test_late_data_for_a_past_day_recomputes_from_that_day_on(spark, file_lake):
     for n in range(8):
         for hour in (9, 17):
             listings(file_lake, market, START + timedelta(days=n), hour)
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     check(file_lake)
     # a snapshot of day 3 arrives late, after the day's last one: its close (and what follows) changes
     listings(file_lake, market, START + timedelta(days=2), 20)
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     assert daily_record(file_lake).details["recomputed"] == [(START + timedelta(days=2)).isoformat(),
                                                              (START + timedelta(days=7)).isoformat()]
     check(file_lake)
     # and a normal new day touches that day only
     listings(file_lake, market, START + timedelta(days=8), 9)
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     day = (START + timedelta(days=8)).isoformat()
     assert daily_record(file_lake).details["recomputed"] == [day, day]
     check(file_lake)
@@ -90,12 +90,12 @@ def test_a_coin_back_after_the_lookback_continues_its_history(spark, file_lake):
     settings, market = settings_for(file_lake.uri, {}), Market(coins=5)
     for n in range(3):
         listings(file_lake, market, START + timedelta(days=n), 9)
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     for n in range(3, 44):
         listings(file_lake, market, START + timedelta(days=n), 9, without={100})
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     listings(file_lake, market, START + timedelta(days=44), 9)
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     check(file_lake)
     daily = E.silver(file_lake, "fact_crypto_daily")
     back = daily[(daily.crypto_id == 100)].sort_values("snapshot_date")
@@ -117,7 +117,7 @@ def test_weekday_only_snapshots_scale_the_weekend_return_by_sqrt_3(spark, file_l
     settings, market = settings_for(file_lake.uri, {}), Market(coins=5)
     for week in range(3):
         weekday_listings(file_lake, market, weekdays(7 * week, 7 * week + 6))
-        assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+        assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     check(file_lake)
     daily = E.silver(file_lake, "fact_crypto_daily")
     [monday] = daily[(daily.crypto_id == 100) & (daily.snapshot_date == START + timedelta(days=14))].itertuples()
@@ -151,13 +151,13 @@ def test_a_table_of_an_older_version_gets_the_new_columns_on_its_next_run(spark,
     table = TABLES["fact_crypto_daily"]
     older = dataclasses.replace(table, columns=tuple(c for c in table.columns if c.split()[0] not in NEWER))
     weekday_listings(file_lake, market, weekdays(0, 7))
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     as_an_older_version_wrote_it(spark, file_lake, older)
     path = file_lake.uri_of("silver/fact_crypto_daily")
     assert [f.name for f in DeltaTable(path).schema().fields] == older.column_names
 
     weekday_listings(file_lake, market, weekdays(8, 8))
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     record = daily_record(file_lake)
     assert record.details["added_columns"] == list(NEWER)
     assert record.details["recomputed"] == [START.isoformat(), (START + timedelta(days=8)).isoformat()]
@@ -165,7 +165,7 @@ def test_a_table_of_an_older_version_gets_the_new_columns_on_its_next_run(spark,
     check(file_lake)
     # and from then on, runs are incremental again
     weekday_listings(file_lake, market, weekdays(9, 9))
-    assert run_group(spark, settings, "5x", file_lake).exit_code == 0
+    assert run_group(spark, settings, "10x", file_lake).exit_code == 0
     day = (START + timedelta(days=9)).isoformat()
     assert daily_record(file_lake).details["recomputed"] == [day, day]
     check(file_lake)

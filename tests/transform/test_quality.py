@@ -133,12 +133,13 @@ def test_a_failing_table_does_not_stop_the_others(spark, file_lake):
     file_lake.write_bytes(path, b"this is not parquet")
     Ledger(file_lake).write(RunRecord(new_run_id(ts), "extract", "crypto_categories", ts, status="success",
                                       ended_at=ts, rows=3, files=[path]))
-    outcome = run_group(spark, settings, "10x", file_lake)
+    outcome = run_group(spark, settings, "init", file_lake, tables=[  # the category tables fail, the others run
+        "dim_crypto_category", "fact_crypto_category", "fact_global_market", "fact_market_sentiment"])
     assert outcome.exit_code == 1
     assert outcome.failed == ["dim_crypto_category", "fact_crypto_category"]
     assert {r.table: r.status for r in outcome.results} == {"fact_global_market": "success",
                                                              "fact_market_sentiment": "success"}
     failed = Ledger(file_lake).latest("transform", "fact_crypto_category", ("failed",))
     assert failed.error and "state" not in failed.details
-    group = Ledger(file_lake).latest("transform", "group-10x", ("partial",))
+    group = Ledger(file_lake).latest("transform", "group-init", ("partial",))
     assert group.details["failed"] == ["dim_crypto_category", "fact_crypto_category"]

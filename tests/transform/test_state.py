@@ -84,10 +84,10 @@ def test_every_table_reads_known_extractors_and_has_its_keys_as_required_columns
 
 
 def test_groups_are_derived_from_the_extractors():
-    assert [t.name for t in tables_of("5x")] == ["fact_crypto_market", "fact_crypto_daily"]
-    assert [t.name for t in tables_of("weekly")] == ["dim_exchange_info", "dim_crypto_info"]
-    assert {t.name for t in tables_of("10x")} == {"dim_crypto_category", "fact_crypto_category",
-                                                  "fact_global_market", "fact_market_sentiment"}
+    assert [t.name for t in tables_of("5x")] == ["dim_crypto_category", "fact_crypto_category"]
+    assert [t.name for t in tables_of("weekly")] == ["dim_exchange_info", "fact_exchange_assets", "dim_crypto_info"]
+    assert [t.name for t in tables_of("10x")] == ["fact_crypto_market", "fact_crypto_daily", "fact_global_market",
+                                                  "fact_market_sentiment"]
     assert [t.name for t in tables_of("init")] == [t.name for t in TABLE_LIST] == [t.name for t in tables_of("all")]
     for table in TABLE_LIST:
         assert set(table.groups) == {g for s in table.sources for g in pipeline.default().groups_of(s)}
