@@ -70,6 +70,7 @@ def api(airflow: LocalAirflow, method: str, path: str, **kwargs) -> dict:
     return answer.json()
 
 
+@pytest.mark.timeout(RUN_TIMEOUT * 2)  # Airflow's start, then the schedule's slot and ours one after the other
 def test_the_scheduler_runs_the_10x_dag_to_success_and_the_warehouse_gets_fresh_rows(airflow, warehouse):
     started = datetime.now(timezone.utc)
     _wait("the 10x DAG to be parsed", lambda: requests.get(f"{airflow.url}/api/v2/monitor/health", timeout=10).ok
