@@ -72,7 +72,7 @@ class Daemon:
             self.pid_file.unlink(missing_ok=True)
             return False
         alive = (lambda: self._alive(pid) or _group_alive(pid)) if whole_group else (lambda: self._alive(pid))
-        send = (lambda sig: _signal_group(pid, sig)) if whole_group else (lambda sig: os.kill(pid, sig))
+        send = (lambda sig: signal_group(pid, sig)) if whole_group else (lambda sig: os.kill(pid, sig))
         send(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and alive():
@@ -101,7 +101,8 @@ class Daemon:
         return state != "Z"
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def signal_group(pgid: int, sig: int) -> None:
+    """Signal every process of a group, if any is left (also for the local DAG backend's commands)."""
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
+from cryptolake.local.process import signal_group
 from cryptolake.orchestration.commands import EXECUTABLE
 
 BIN_ENV = "CRYPTOLAKE_BIN"  # the cryptolake executable to run, when it is not next to Python or on PATH
@@ -99,15 +100,9 @@ class CryptolakeCommandOperator(BaseOperator):
 
     def _stop(self, process: subprocess.Popen) -> None:
         """SIGTERM to the command's process group, SIGKILL if it is still there after the grace period."""
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(KILL_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the leader may be gone while its children linger
-        except ProcessLookupError:
-            pass
+        signal_group(process.pid, signal.SIGKILL)  # the leader may be gone while its children linger
