@@ -37,7 +37,7 @@ pass_context = click.make_pass_decorator(Context)
 # The optional modules by the extra of pyproject.toml that installs them (tests/test_packaging.py checks both).
 EXTRA_OF_MODULE = {"requests": "extract", "tenacity": "extract", "numpy": "sandbox", "pyspark": "spark",
                    "delta": "spark", "sqlalchemy": "warehouse", "alembic": "warehouse",
-                   "psycopg2": "warehouse", "airflow": "airflow"}
+                   "psycopg2": "warehouse", "airflow": "airflow", "plotly": "report"}
 
 
 class _Cli(click.Group):
