@@ -32,10 +32,9 @@ from sqlalchemy.engine import URL, make_url
 
 from cryptolake import logs
 from cryptolake.errors import CryptolakeError, LakeError
-from cryptolake.lake import Lake, snapshot_stamp
+from cryptolake.lake import BACKUPS, Lake, snapshot_stamp
 from cryptolake.settings import Settings
 
-BACKUPS = "gold/backups"
 DUMP, MANIFEST = "warehouse.dump", "manifest.json"
 BACKED_UP_SCHEMAS = ("dw", "meta")
 # The loader's transient staging tables (meta.load_stage_<table>): recreated by every load, so never backed up.

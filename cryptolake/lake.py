@@ -31,6 +31,13 @@ from cryptolake.settings import Settings
 
 LAYERS = ("bronze", "silver", "gold")
 SPARK_EVENTS = "spark-events"
+BACKUPS = "gold/backups"             # warehouse dumps, gold/backups/<id>/ (backup.py)
+GOLD_FEATURES = "gold/features"      # ML feature Delta tables, gold/features/<name> (docs/gold-features.md)
+
+
+def feature_path(name: str) -> str:
+    """The lake-relative path of the gold feature table `name`."""
+    return f"{GOLD_FEATURES}/{name}"
 
 # boto3's classic transfer manager (multipart from 8 MiB) sends every request through our client, so the
 # create-only hook below applies to it; the CRT one would bypass the hook.
