@@ -7,9 +7,11 @@ gzip when asked. Control endpoints under /sandbox/ need no key and never touch u
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +23,7 @@ from cryptolake import logs
 from cryptolake.services.sandbox import DEFAULT_API_KEY, category, crypto, exchange, global_market, key_fiat, sentiment
 from cryptolake.services.sandbox import faults as fault_kinds
 from cryptolake.services.sandbox.api import API_KEY_HEADER, API_KEY_PARAM, ApiError, Call, Endpoint, status
-from cryptolake.services.sandbox.clock import Clock, parse_time
+from cryptolake.services.sandbox.clock import Clock, iso, parse_time
 from cryptolake.services.sandbox.faults import Fault, FaultBook
 from cryptolake.services.sandbox.limits import Plan, Usage
 from cryptolake.services.sandbox.market import Market
@@ -32,6 +34,10 @@ log = logs.get("cryptolake.sandbox")
 ENDPOINTS: dict[str, Endpoint] = {e.path: e for module in (crypto, exchange, category, global_market, sentiment,
                                                             key_fiat) for e in module.ENDPOINTS}
 JSON_TYPE = "application/json; charset=utf-8"
+SERVED_LIMIT = 100_000  # answers the served journal keeps; older ones are dropped (and counted) first
+# Faults after which a client cannot use the answer: it does not parse, or it comes after the delay (a client
+# with a shorter timeout has given up on it by then).
+UNUSABLE_FAULTS = ("timeout", "truncated", "malformed", "shape")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,47 @@ class Reply:
     drop: bool = False
 
 
+def served_ids(data: Any) -> list:
+    """The ids of the rows an answer holds: array elements, id-keyed entries, a category's coins, else one object."""
+    if isinstance(data, dict) and isinstance(data.get("coins"), list):
+        data = data["coins"]
+    if isinstance(data, list):
+        return [item.get("id") if isinstance(item, dict) else None for item in data]
+    if isinstance(data, dict) and data and all(str(key).isdigit() for key in data):
+        return [int(key) for key in data]
+    return [data.get("id") if isinstance(data, dict) else None]
+
+
+class ServedJournal:
+    """Every data answer sent with HTTP 200, so a test can check what a client stored against what it was served
+    without trusting the client's own counters (GET /sandbox/served). Bounded: the oldest entries go first."""
+
+    def __init__(self, limit: int = SERVED_LIMIT):
+        self._entries: collections.deque = collections.deque(maxlen=limit)
+        self._lock = threading.Lock()
+        self._dropped = 0
+
+    def add(self, path: str, query: dict[str, str], now: float, data: Any, fault: Fault | None) -> None:
+        ids = served_ids(data)
+        entry = {"path": path, "params": {k: v for k, v in sorted(query.items()) if k != API_KEY_PARAM},
+                 "timestamp": iso(now), "wall_time": time.time(), "items": len(ids), "ids": ids,
+                 "fault": fault.kind if fault else None,
+                 "usable": not (fault and fault.kind in UNUSABLE_FAULTS)}
+        with self._lock:
+            if len(self._entries) == self._entries.maxlen:
+                self._dropped += 1
+            self._entries.append(entry)
+
+    def describe(self) -> dict:
+        with self._lock:
+            return {"served": list(self._entries), "dropped": self._dropped}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._dropped = 0
+
+
 def _json(status_code: int, payload: Any) -> Reply:
     return Reply(status_code, json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -76,6 +123,7 @@ class Sandbox:
         self.usage = Usage(config.plan, config.usage_file)
         self.faults = FaultBook(list(config.faults))
         self.keys = frozenset(config.api_keys)
+        self.served = ServedJournal()
 
     def warm_up(self) -> None:
         """Compute the current market and the static renderings before the port opens."""
@@ -126,6 +174,8 @@ class Sandbox:
             reply.body = fault_kinds.malform(reply.body)
         elif fault and fault.kind == "timeout":
             reply.delay, reply.drop = fault.delay, fault.drop
+        if not reply.drop:
+            self.served.add(path, query, now, result.data, fault)
         return reply
 
     def _error(self, error: ApiError, now: float, started: float) -> Reply:
@@ -148,6 +198,7 @@ class Sandbox:
                        ("POST", "/sandbox/clock"): self._set_clock, ("GET", "/sandbox/faults"): self._faults,
                        ("POST", "/sandbox/faults"): self._add_faults, ("DELETE", "/sandbox/faults"): self._clear_faults,
                        ("GET", "/sandbox/usage"): self._usage, ("POST", "/sandbox/usage/reset"): self._reset_usage,
+                       ("GET", "/sandbox/served"): self._served, ("DELETE", "/sandbox/served"): self._clear_served,
                        }.get((method, path))
             if handler is None:
                 return _json(404, {"error": f"no control endpoint {method} {path}; see docs/sandbox.md"})
@@ -193,6 +244,13 @@ class Sandbox:
     def _reset_usage(self, _request) -> dict:
         self.usage.reset()
         return self._usage(None)
+
+    def _served(self, _request) -> dict:
+        return self.served.describe()
+
+    def _clear_served(self, _request) -> dict:
+        self.served.clear()
+        return self.served.describe()
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,68 @@
+"""The served journal (GET /sandbox/served): what an independent check compares a client's storage with."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sandbox.conftest import FAST_PLAN, START
+
+LISTINGS = "/v1/cryptocurrency/listings/latest"
+
+
+@pytest.fixture(scope="module")
+def server(sandbox_factory):
+    return sandbox_factory("--coins", "300", "--exchanges", "20", "--categories", "20", "--clock", "simulated",
+                           "--start", START, "--rate", "0", *FAST_PLAN)
+
+
+@pytest.fixture(autouse=True)
+def clean(server):
+    server.control("DELETE", "/sandbox/served")
+    yield
+    server.control("DELETE", "/sandbox/faults")
+
+
+def served(server) -> list[dict]:
+    return server.control("GET", "/sandbox/served")["served"]
+
+
+def test_each_answer_is_journaled_with_its_ids_params_and_time_and_never_the_key(server):
+    page = server.data(LISTINGS, start=11, limit=7)
+    server.data("/v1/global-metrics/quotes/latest")
+    category = server.data("/v1/cryptocurrency/categories")[0]["id"]
+    members = server.data("/v1/cryptocurrency/category", id=category)["coins"]
+    listings, metrics, categories, coins = served(server)
+    assert listings["ids"] == [item["id"] for item in page] and listings["items"] == 7
+    assert listings["params"] == {"limit": "7", "start": "11"}  # the key (a header here) is never kept
+    assert listings["timestamp"].startswith(START[:19]) and listings["usable"] and listings["fault"] is None
+    assert metrics["items"] == 1 and metrics["ids"] == [None]
+    assert categories["path"] == "/v1/cryptocurrency/categories"
+    assert coins["ids"] == [coin["id"] for coin in members]  # a category's rows are its coins
+
+
+def test_the_key_given_as_a_query_parameter_is_not_journaled(server):
+    server.get("/v1/cryptocurrency/map", key=None, CMC_PRO_API_KEY=server.key, limit=3)
+    (entry,) = served(server)
+    assert entry["params"] == {"limit": "3"}
+    assert server.key not in str(server.control("GET", "/sandbox/served"))
+
+
+def test_errors_and_dropped_connections_are_not_served_and_corrupt_answers_are_marked_unusable(server):
+    server.control("POST", "/sandbox/faults", {"faults": [
+        {"path": LISTINGS, "kind": "error", "status": 503},
+        {"path": LISTINGS, "kind": "rate_limit", "after": 1},
+        {"path": LISTINGS, "kind": "truncated", "after": 2},
+        {"path": LISTINGS, "kind": "drift", "op": "null", "after": 3}]})
+    assert server.get(LISTINGS, limit=5).status_code == 503
+    assert server.get(LISTINGS, limit=5).status_code == 429
+    assert server.get(LISTINGS, limit=5).status_code == 200  # truncated JSON
+    assert server.get(LISTINGS, limit=5).status_code == 200  # drifted, still parses
+    truncated, drifted = served(server)
+    assert (truncated["fault"], truncated["usable"]) == ("truncated", False)
+    assert (drifted["fault"], drifted["usable"], drifted["items"]) == ("drift", True, 5)
+
+
+def test_clearing_the_journal_empties_it(server):
+    server.data(LISTINGS, limit=2)
+    assert served(server)
+    assert server.control("DELETE", "/sandbox/served") == {"served": [], "dropped": 0}
