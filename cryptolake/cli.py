@@ -231,6 +231,21 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, metavar="FILE.html",
+              help="Where to write the HTML file (replaced if it exists).")
+@pass_context
+def report(ctx: Context, out: Path) -> None:
+    """One self-contained HTML file (plotly.js inlined, no network needed) with plots of the warehouse's market
+    data and of the pipeline's health (what `cryptolake status` reports); prints its path. See docs/report.md."""
+    from cryptolake import pipeline
+    from cryptolake.report import write_report
+
+    written = write_report(ctx.settings, pipeline.default(), out)
+    log.info("report of %d sections, %d bytes, in %.1fs", len(written.sections), written.bytes, written.seconds)
+    click.echo(str(written.path))
+
+
+@cli.command()
 @click.option("--downgrade", "downgrade_to", metavar="REV",
               help="Downgrade to this revision instead (base: remove every warehouse table and view).")
 @pass_context
@@ -256,13 +271,17 @@ def migrate(ctx: Context, downgrade_to: str | None) -> None:
               help="S3 port (default 19000; the server's other ports follow it).")
 @click.option("--sandbox-port", type=int, envvar="CRYPTOLAKE_SANDBOX_PORT",
               help="Sandbox CoinMarketCap API port (default 18080).")
+@click.option("--history-port", type=int, envvar="CRYPTOLAKE_HISTORY_PORT",
+              help="Spark History Server port (default 18081).")
 @click.pass_context
 def local(ctx: click.Context, state_dir: Path, pg_port: int | None, s3_port: int | None,
-          sandbox_port: int | None) -> None:
-    """The embedded default stack on loopback: PostgreSQL, an S3 server and the sandbox CoinMarketCap API."""
+          sandbox_port: int | None, history_port: int | None) -> None:
+    """The embedded default stack on loopback: PostgreSQL, an S3 server, the sandbox CoinMarketCap API and
+    Spark's History Server over the lake's event logs."""
     from cryptolake.local.stack import LocalStack
 
-    ctx.obj = LocalStack(state_dir, pg_port=pg_port, s3_port=s3_port, sandbox_port=sandbox_port)
+    ctx.obj = LocalStack(state_dir, pg_port=pg_port, s3_port=s3_port, sandbox_port=sandbox_port,
+                         history_port=history_port)
 
 
 @local.command("up")
