@@ -24,11 +24,13 @@ TEST_STATE_DIR = Path(os.environ.get("CRYPTOLAKE_TEST_STATE_DIR", REPO / ".local
 TEST_PG_PORT = int(os.environ.get("CRYPTOLAKE_TEST_PG_PORT", "25432"))
 TEST_S3_PORT = int(os.environ.get("CRYPTOLAKE_TEST_S3_PORT", "19100"))
 TEST_SANDBOX_PORT = int(os.environ.get("CRYPTOLAKE_TEST_SANDBOX_PORT", "18180"))
+TEST_HISTORY_PORT = int(os.environ.get("CRYPTOLAKE_TEST_HISTORY_PORT", "18181"))
 
 
 @pytest.fixture(scope="session")
 def stack():
-    local = LocalStack(TEST_STATE_DIR, pg_port=TEST_PG_PORT, s3_port=TEST_S3_PORT, sandbox_port=TEST_SANDBOX_PORT)
+    local = LocalStack(TEST_STATE_DIR, pg_port=TEST_PG_PORT, s3_port=TEST_S3_PORT, sandbox_port=TEST_SANDBOX_PORT,
+                       history_port=TEST_HISTORY_PORT)
     local.up()
     return local
 
