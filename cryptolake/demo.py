@@ -1,7 +1,8 @@
 """`cryptolake demo`: the embedded default end to end, on the local stack (PostgreSQL, S3 server, sandbox API).
 
 It starts the stack, migrates the warehouse, runs `init` and then one cycle of every scheduled group exactly as
-`cryptolake run` does, and ends with a summary: what ran, rows per layer, credits spent, where to look next.
+`cryptolake run` does, and ends with a summary: what ran, rows per layer, credits spent, where to look next,
+and the path of the HTML report it writes into the state directory (report.html).
 """
 
 from __future__ import annotations
@@ -40,7 +41,22 @@ def run_demo(state_dir: Path) -> tuple[dict[str, str], int]:
     summary["next: the warehouse"] = "psql \"$WAREHOUSE_URL\" -c 'SELECT * FROM bi.market_overview LIMIT 5'"
     summary["next: spark event logs"] = lake.spark_uri(SPARK_EVENTS)
     summary["next: the schedule"] = "cryptolake budget; make airflow for the DAGs in a UI"
+    summary["next: the report"] = _report(settings, state_dir / "report.html")
     return {**summary, **stack.status()}, worst(steps)
+
+
+def _report(settings: Settings, out: Path) -> str:
+    """The HTML report of what the demo loaded; a failure to write it is told, not fatal (the data is there)."""
+    from cryptolake.errors import CryptolakeError
+    from cryptolake.report import write_report
+
+    try:
+        written = write_report(settings, pipeline.default(), out)
+    except ModuleNotFoundError as exc:
+        return f"not written: {exc.name} is missing; pip install 'cryptolakehouse[report]'"
+    except CryptolakeError as exc:
+        return logs.redact(f"not written: {exc}")
+    return f"{written.path} ({written.bytes / 2**20:.1f} MiB, offline; open it in a browser)"
 
 
 def _all_runs(ledger: Ledger, step: str):

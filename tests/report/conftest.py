@@ -1,0 +1,1 @@
+from tests.transform.conftest import sandbox_bronze  # noqa: F401  (a fixture, shared)
