@@ -56,7 +56,12 @@ def conform(frame: DataFrame, table: Table) -> DataFrame:
         raise ValueError(f"{table.name}: the transform produced no column {', '.join(missing)}")
     if table.partitioned:
         frame = frame.withColumn(PARTITION_COLUMN, F.to_date("snapshot_timestamp"))
-    return frame.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in table.schema.fields])
+    return cast_to(frame, table.schema)
+
+
+def cast_to(frame: DataFrame, schema: T.StructType) -> DataFrame:
+    """The schema's columns, in its order, cast to its types."""
+    return frame.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
 def sql_dates(dates: list[date]) -> str:
@@ -101,8 +106,9 @@ class BaseTransformer:
             return getattr(self, f"build_{name}")()
 
     # -- Delta helpers ---------------------------------------------------------------------------------------
-    def uri(self, name: str) -> str:
-        return self.lake.spark_uri(f"silver/{name}")
+    def uri(self, name: str, location: str | None = None) -> str:
+        """The Spark URI of silver/<name>, or of the lake-relative `location` (a gold table)."""
+        return self.lake.spark_uri(location or f"silver/{name}")
 
     def exists(self, name: str) -> bool:
         return self.lake.exists(f"silver/{name}/_delta_log")
@@ -110,8 +116,10 @@ class BaseTransformer:
     def read_silver(self, name: str) -> DataFrame:
         return self.spark.read.format("delta").load(self.uri(name))
 
-    def ensure_table(self, name: str, schema: T.StructType, partition_by: list[str]) -> None:
-        """Create the Delta table at its path with its strict schema (NOT NULL where declared) if missing."""
+    def ensure_table(self, name: str, schema: T.StructType, partition_by: list[str], *,
+                     location: str | None = None, change_feed: bool = True) -> None:
+        """Create the Delta table at its path (silver/<name> unless a lake-relative `location` is given) with its
+        strict schema (NOT NULL where declared) if missing."""
         if name in self._ready:
             return
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
@@ -119,19 +127,20 @@ class BaseTransformer:
         partitioning = f"PARTITIONED BY ({', '.join(partition_by)})" if partition_by else ""
         # A path-based identifier (the builder API's LOCATION trips over file:/// vs file:/ spellings).
         # Change data feed: the loader can read exactly what each version changed.
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS delta.`{self.uri(name)}` ({columns}) USING delta {partitioning} "
-                       "TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')")
+        properties = "TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')" if change_feed else ""
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS delta.`{self.uri(name, location)}` ({columns}) USING delta "
+                       f"{partitioning} {properties}")
         self._ready.add(name)
 
     def ensure(self, table: Table) -> None:
         self.ensure_table(table.name, table.schema, [PARTITION_COLUMN] if table.partitioned else [])
 
-    def last_commit(self, name: str, record: RunRecord) -> tuple[int, dict | None]:
+    def last_commit(self, name: str, record: RunRecord, *, location: str | None = None) -> tuple[int, dict | None]:
         """The table's current version, and the operation metrics if that commit is this run's own
         (a MERGE that changes nothing commits nothing)."""
         from delta.tables import DeltaTable
 
-        row = DeltaTable.forPath(self.spark, self.uri(name)).history(1).collect()[0]
+        row = DeltaTable.forPath(self.spark, self.uri(name, location)).history(1).collect()[0]
         ours = record.run_id in (row["userMetadata"] or "")
         return row["version"], dict(row["operationMetrics"] or {}) if ours else None
 

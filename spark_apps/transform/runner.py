@@ -1,4 +1,5 @@
-"""Run a frequency group: every silver table of the group in build order, then maintenance for weekly/all.
+"""Run a frequency group: every silver table of the group in build order, then its gold feature tables (after
+the silver tables they read), then maintenance for weekly/all.
 
 Fail-soft per table: a failing table is recorded as failed in the ledger (by Ledger.run) and the group goes on
 with the tables that do not read it; the group's exit status is 0 only when every table succeeded.
@@ -7,6 +8,8 @@ with the tables that do not read it; the group's exit status is 0 only when ever
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
 
 from pyspark.sql import SparkSession
 
@@ -19,10 +22,11 @@ from cryptolake.spark_apps.transform.base import BaseTransformer, StepResult
 from cryptolake.spark_apps.transform.category import CategoryTransformer
 from cryptolake.spark_apps.transform.crypto import CryptoTransformer
 from cryptolake.spark_apps.transform.exchange import ExchangeTransformer
+from cryptolake.spark_apps.transform.features import build_features, features_of
 from cryptolake.spark_apps.transform.global_market import GlobalMarketTransformer
 from cryptolake.spark_apps.transform.maintenance import maintain
 from cryptolake.spark_apps.transform.sentiment import SentimentTransformer
-from cryptolake.spark_apps.transform.tables import MAINTENANCE_GROUPS, Table, tables_of
+from cryptolake.spark_apps.transform.tables import MAINTENANCE_GROUPS, tables_of
 
 log = logs.get(__name__)
 TRANSFORMERS: tuple[type[BaseTransformer], ...] = (
@@ -49,13 +53,18 @@ def run_group(spark: SparkSession, settings: Settings, group: str, lake: Lake | 
         raise ValueError(f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
     lake = lake or Lake.from_settings(settings)
     chosen = [t for t in tables_of(group) if tables is None or t.name in tables]
+    features = [f for f in features_of(group) if tables is None or f.name in tables]
     by_domain = {cls.domain: cls(spark, settings, lake, group=group) for cls in TRANSFORMERS}
     outcome = GroupResult(group)
     with Ledger(lake).run("transform", f"group-{group}", params={"group": group}) as record, \
-            progress.bar(len(chosen), f"transform {group}", "table") as bar:
+            progress.bar(len(chosen) + len(features), f"transform {group}", "table") as bar:
         for table in chosen:
             bar.set_postfix_str(table.name)
-            _build(by_domain[table.domain], table, outcome)
+            _build(table.name, table.reads, partial(by_domain[table.domain].build, table.name), outcome)
+            bar.update()
+        for feature in features:  # gold: after the silver tables they read
+            bar.set_postfix_str(feature.name)
+            _build(feature.name, feature.reads, partial(build_features, by_domain["crypto"], feature), outcome)
             bar.update()
         if maintenance if maintenance is not None else group in MAINTENANCE_GROUPS:
             try:
@@ -79,15 +88,15 @@ def run_group(spark: SparkSession, settings: Settings, group: str, lake: Lake | 
     return outcome
 
 
-def _build(transformer: BaseTransformer, table: Table, outcome: GroupResult) -> None:
+def _build(name: str, reads: tuple[str, ...], build: Callable[[], StepResult], outcome: GroupResult) -> None:
     """One table, fail-soft: a failure is recorded by the table's ledger record and reported at the end."""
-    broken = [t for t in table.reads if t in outcome.failed]
+    broken = [t for t in reads if t in outcome.failed]
     if broken:
-        log.error("%s not built: it reads %s, which failed in this run", table.name, ", ".join(broken))
-        outcome.failed.append(table.name)
+        log.error("%s not built: it reads %s, which failed in this run", name, ", ".join(broken))
+        outcome.failed.append(name)
         return
     try:
-        outcome.results.append(transformer.build(table.name))
+        outcome.results.append(build())
     except Exception as exc:
-        log.error("%s failed: %s", table.name, logs.redact(f"{type(exc).__name__}: {exc}"), exc_info=True)
-        outcome.failed.append(table.name)
+        log.error("%s failed: %s", name, logs.redact(f"{type(exc).__name__}: {exc}"), exc_info=True)
+        outcome.failed.append(name)
