@@ -236,7 +236,7 @@ def _sentiment(rows, groups) -> str:
         fig.add_trace(go.Scatter(x=[r["snapshot_timestamp"] for r in mine], y=[r["fear_greed_score"] for r in mine],
                                  name=source, mode="lines+markers", text=[r["sentiment_label"] for r in mine],
                                  hovertemplate="%{x}<br>%{y} (%{text})<extra>" + source + "</extra>"))
-    fig.update_yaxes(title_text="Fear & Greed index (0 = extreme fear, 100 = extreme greed)", range=[0, 100])
+    fig.update_yaxes(title_text="index: 0 extreme fear, 100 extreme greed", range=[0, 100])
     return _figure(fig, "CoinMarketCap Fear & Greed index per source (dw.fact_market_sentiment via "
                         "bi.sentiment_vs_market)")
 
@@ -274,6 +274,8 @@ def _health(health) -> str:
 def _freshness(health) -> str:
     import plotly.graph_objects as go
 
+    from cryptolake.status import _age
+
     if all(t.refreshed_at is None for t in health.tables):
         return _note("No warehouse table has been loaded yet.") + _table(health)
     hours = [None if t.refreshed_at is None else (health.now - t.refreshed_at).total_seconds() / 3600
@@ -281,7 +283,8 @@ def _freshness(health) -> str:
     fig = go.Figure(go.Bar(
         y=[t.table for t in health.tables], x=[h or 0 for h in hours], orientation="h",
         marker_color=[STATE_COLOURS.get(t.state, "#7f7f7f") for t in health.tables],
-        text=[t.state if h is None else f"{t.state}, {h:.1f} h" for t, h in zip(health.tables, hours)],
+        text=[t.state if t.refreshed_at is None else f"{t.state}, {_age(health.now - t.refreshed_at)} ago"
+              for t in health.tables],
         textposition="auto", hovertemplate="%{y}: %{text}<extra></extra>"))
     fig.update_xaxes(title_text="hours since last refreshed (never loaded: 0)")
     fig.update_yaxes(autorange="reversed")
