@@ -18,6 +18,7 @@ from deltalake import DeltaTable
 
 from cryptolake.lake import Lake
 from cryptolake.ledger import Ledger
+from cryptolake.spark_apps.transform.features import FEATURE_LIST
 from cryptolake.spark_apps.transform.runner import run_group
 from cryptolake.spark_apps.transform.tables import QUARANTINE, TABLE_LIST
 from tests.conftest import settings_for
@@ -26,17 +27,19 @@ from tests.transform.conftest import DAYS, copy_bronze
 
 pytestmark = pytest.mark.spark
 DAY6, DAY7 = DAYS[-2], DAYS[-1]
-NAMES = [t.name for t in TABLE_LIST]
+# every table a run builds: (name, lake path, sort keys); the gold feature tables come after the silver ones
+BUILT = [(t.name, f"silver/{t.name}", [*t.merge_keys] if t.kind != "daily" else ["crypto_id", "snapshot_date"])
+         for t in TABLE_LIST] + [(f.name, f.path, ["crypto_id", "feature_date"]) for f in FEATURE_LIST]
+NAMES = [name for name, _, _ in BUILT]
 
 
 def capture(lake: Lake) -> dict:
-    """Every silver table (data sorted by its keys, version) and every transform ledger record."""
+    """Every silver and gold table (data sorted by its keys, version) and every transform ledger record."""
     tables, versions = {}, {}
-    for table in TABLE_LIST:
-        dt = DeltaTable(lake.uri_of(f"silver/{table.name}"))
-        keys = [*table.merge_keys] if table.kind != "daily" else ["crypto_id", "snapshot_date"]
-        tables[table.name] = dt.to_pandas().sort_values(keys).reset_index(drop=True)
-        versions[table.name] = dt.version()
+    for name, path, keys in BUILT:
+        dt = DeltaTable(lake.uri_of(path))
+        tables[name] = dt.to_pandas().sort_values(keys).reset_index(drop=True)
+        versions[name] = dt.version()
     records = {name: Ledger(lake).runs("transform", name) for name in NAMES}
     return {"tables": tables, "versions": versions, "records": records}
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from deltalake import DeltaTable
 
 from cryptolake.lake import Lake
+from cryptolake.spark_apps.transform.features import CRYPTO_DAILY_FEATURES
 from cryptolake.spark_apps.transform.runner import run_group
 from tests.conftest import settings_for
 from tests.transform import expected as E
@@ -49,6 +51,9 @@ def test_the_5x_and_10x_groups_on_s3(sandbox_bronze, spark, stack_env):
                    ["market_liquidity_ratio", "stablecoin_market_share", "crypto_growth_rate_30d"])
     assert len(E.silver(lake, "fact_crypto_category", storage)) == len(E.bronze(lake, "crypto_categories"))
     assert market.source_file.str.match(r"^bronze/crypto_listings_latest/snapshot_date=").all()
+    # the gold feature table too, one row per daily row, read by delta-rs over S3 without Spark
+    gold = DeltaTable(lake.uri_of(CRYPTO_DAILY_FEATURES.path), storage_options=storage).to_pandas()
+    assert len(gold) == len(E.silver(lake, "fact_crypto_daily", storage)) > 0 and gold.close_usd.notna().all()
 
     again = [run_group(spark, settings, group, lake) for group in ("5x", "10x")]
     assert [g.exit_code for g in again] == [0, 0]
