@@ -1,4 +1,5 @@
-"""`cryptolake demo`: the embedded default end to end, on the local stack (PostgreSQL, S3 server, sandbox API).
+"""`cryptolake demo`: the embedded default end to end, on the local stack (PostgreSQL, S3 server, sandbox API,
+Spark History Server).
 
 It starts the stack, migrates the warehouse, runs `init` and then one cycle of every scheduled group exactly as
 `cryptolake run` does, and ends with a summary: what ran, rows per layer, credits spent, where to look next,
@@ -39,7 +40,8 @@ def run_demo(state_dir: Path) -> tuple[dict[str, str], int]:
     summary.update(_layers(settings, ledger, since))
     summary["next: the lake"] = f"{settings.lake_uri} (eval \"$(cryptolake local env)\"; ledger under _meta/)"
     summary["next: the warehouse"] = "psql \"$WAREHOUSE_URL\" -c 'SELECT * FROM bi.market_overview LIMIT 5'"
-    summary["next: spark event logs"] = lake.spark_uri(SPARK_EVENTS)
+    summary["next: spark runs"] = (f"{stack.history.url} (Spark History Server over "
+                                   f"{lake.spark_uri(SPARK_EVENTS)})")
     summary["next: the schedule"] = "cryptolake budget; make airflow for the DAGs in a UI"
     summary["next: the report"] = _report(settings, state_dir / "report.html")
     return {**summary, **stack.status()}, worst(steps)
