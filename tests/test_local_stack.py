@@ -76,7 +76,8 @@ def test_s3_server_rejects_wrong_credentials(stack_env):
 
 def _cli(state_dir, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cryptolake", "--log-json", "local", "--state-dir", str(state_dir),
-                           "--pg-port", "25532", "--s3-port", "19200", "--sandbox-port", "18280", *args],
+                           "--pg-port", "25532", "--s3-port", "19200", "--sandbox-port", "18280",
+                           "--history-port", "18281", *args],
                           capture_output=True, text=True, timeout=180)
 
 
@@ -114,7 +115,7 @@ def test_up_twice_is_harmless_and_down_leaves_nothing_listening(shared_tmp, stac
     assert _cli(state_dir, "up").returncode == 0
     assert lake.read_bytes("_meta/probe/before-restart.json") == b'{"kept": true}'
 
-    ports = [25532, 18280, *second_stack.s3.ports()]
+    ports = [25532, 18280, 18281, *second_stack.s3.ports()]
     down = _cli(state_dir, "down")
     assert down.returncode == 0, down.stderr
     assert [p for p in ports if port_open(p)] == []
