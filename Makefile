@@ -7,7 +7,7 @@ CLI := $(BIN)/cryptolake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv jars demo airflow test test-fast test-stack-down local-up local-down local-status kind-up images kind-load deploy e2e-kind generate clean measured-month bench-cycle
+.PHONY: help setup venv jars demo airflow test test-fast reliability test-stack-down local-up local-down local-status kind-up images kind-load deploy e2e-kind generate clean measured-month bench-cycle
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,7 +36,10 @@ test: setup ## Run the whole test suite against real PostgreSQL, S3 server and S
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Tests without Spark and without building the wheel
-	$(BIN)/pytest -m 'not spark and not wheel' $(PYTEST_ARGS)
+	$(BIN)/pytest -m 'not spark and not wheel and not reliability' $(PYTEST_ARGS)
+
+reliability: setup ## The fault matrix's slow half: S3/PostgreSQL outages, SIGKILLed steps, a full disk (docs/operations.md)
+	$(BIN)/pytest -m reliability tests/reliability $(PYTEST_ARGS)
 
 test-stack-down: ## Stop the stack the tests start (it stays up between test runs)
 	$(CLI) local --state-dir .local/test-stack down
