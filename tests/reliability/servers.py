@@ -1,0 +1,236 @@
+"""Servers the outage, kill and disk scenarios may take down: a PostgreSQL and an S3 server of their own (never the
+shared test stack's) plus a small sandbox API, and the pipeline steps as real `cryptolake` subprocesses.
+
+Everything that waits is bounded: a step that hangs past its timeout is killed and reported as hung.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from cryptolake.lake import Lake
+from cryptolake.ledger import Ledger
+from cryptolake.local.objectstore import GRPC_OFFSET
+from cryptolake.local.stack import LocalStack
+from cryptolake.settings import Settings
+from tests.extract.conftest import Sandbox
+from tests.reliability.check import assert_nothing_lost, counts
+from tests.reliability.conftest import CYCLE_ENV, World
+from tests.reliability.secret_scan import assert_no_secrets, collect_outputs
+from tests.sandbox_process import launch
+
+CLI = str(Path(sys.executable).parent / "cryptolake")
+# A small market makes a cycle quick; the simulated clock is frozen and moved by the scenarios.
+UNIVERSE = ("--coins", "120", "--exchanges", "12", "--categories", "20")
+SANDBOX_START = "2026-03-02T10:00:00Z"
+STEP_TIMEOUT = 600  # seconds any one step may take before it counts as hung
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_s3_base() -> int:
+    """A base port whose five HTTP ports and their gRPC twins are all free (`weed mini` needs ten)."""
+    for base in range(31000, 39000, 50):
+        ports = [base + i for i in range(5)]
+        if all(_free(p) and _free(p + GRPC_OFFSET) for p in ports):
+            return base
+    raise RuntimeError("no free block of ports for an S3 server between 31000 and 39000")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class OwnStack:
+    """PostgreSQL + S3 server under a private state directory on free ports, and a sandbox on a frozen clock."""
+    root: Path
+    local: LocalStack
+    sandbox: Sandbox
+    sandbox_log: Path
+    api_key: str
+
+    @classmethod
+    def start(cls) -> "OwnStack":
+        # PostgreSQL runs as the `postgres` user when we are root: the state directory must be traversable.
+        root = Path(tempfile.mkdtemp(prefix="cryptolake-reliability-"))
+        root.chmod(0o755)
+        local = LocalStack(root / "stack", pg_port=free_port(), s3_port=free_s3_base(), sandbox_port=free_port())
+        api_key = "rel-" + secrets.token_hex(16)  # a key of its own, so the secret scan has one to look for
+        try:
+            local.postgres.up()
+            local.s3.up()
+            process, url, log = launch("--clock", "simulated", "--start", SANDBOX_START, "--rate", "0",
+                                       "--rate-limit", "100000", "--monthly-credits", "1000000", "--api-key",
+                                       api_key, *UNIVERSE, log_dir=root)
+        except BaseException:
+            local.s3.down()
+            local.postgres.down()
+            raise
+        return cls(root, local, Sandbox(url, process), log, api_key)
+
+    def stop(self) -> None:
+        self.sandbox.process.terminate()
+        self.sandbox.process.wait(timeout=20)
+        self.local.s3.down()
+        self.local.postgres.down()
+
+    def env(self, lake_uri: str, warehouse_url: str) -> dict[str, str]:
+        """The environment of a step against this stack (this sandbox and its key, not the local stack's)."""
+        return {**self.local.env(), **CYCLE_ENV, "LAKE_URI": lake_uri, "WAREHOUSE_URL": warehouse_url,
+                "CMC_BASE_URL": self.sandbox.url, "CMC_API_KEY": self.api_key, "SPARK_LOCAL_IP": "127.0.0.1"}
+
+    def fresh_database(self) -> str:
+        """A new migrated database on this stack's PostgreSQL; its URL."""
+        from sqlalchemy import create_engine, text
+
+        from cryptolake.warehouse.migrate import upgrade
+
+        name = f"rel_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(self.local.postgres.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = self.local.postgres.url(name)
+        engine = create_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+
+
+@dataclass
+class StepRun:
+    """One `cryptolake ...` subprocess; its output goes to files (a pipe left unread would stall it)."""
+    args: tuple[str, ...]
+    process: subprocess.Popen
+    out: Path
+    err: Path
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def start(cls, args: tuple[str, ...], env: dict[str, str], logs_dir: Path,
+              preexec: Callable[[], None] | None = None) -> "StepRun":
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{'-'.join(a.strip('-') for a in args)}-{uuid.uuid4().hex[:6]}"
+        out, err = logs_dir / f"{stem}.out", logs_dir / f"{stem}.err"
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            process = subprocess.Popen([CLI, "--log-json", *args], stdout=stdout, stderr=stderr,
+                                       env={**os.environ, **env}, start_new_session=True, preexec_fn=preexec)
+        return cls(args, process, out, err)
+
+    def wait(self, timeout: float = STEP_TIMEOUT) -> int:
+        """Its exit status; a step still running after `timeout` is killed and fails the scenario as hung."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"`cryptolake {' '.join(self.args)}` hung for {timeout:.0f}s: "
+                                 f"{self.stderr()[-2000:]}") from None
+
+    def kill(self) -> None:
+        """SIGKILL the step's whole process group (Spark's JVM is a child of the Python process)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=60)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def error_lines(self) -> list[str]:
+        """The one-line failure messages the command printed (`error: ...`), and JSON log lines at ERROR."""
+        return [line for line in self.stderr().splitlines()
+                if line.startswith("error:") or '"level": "ERROR"' in line or '"levelname": "ERROR"' in line]
+
+
+@dataclass
+class OwnWorld(World):
+    """A's world (check.assert_nothing_lost reads it) on an OwnStack, with the steps it ran as subprocesses."""
+    logs_dir: Path | None = None
+    steps: list[StepRun] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.lake)
+
+
+def own_world(own: OwnStack, tmp_path: Path, lake_uri: str | None = None) -> OwnWorld:
+    """A fresh lake (a new prefix of the stack's bucket unless given) and a fresh migrated database; the
+    sandbox without faults, its usage and served journal forgotten."""
+    for method, path in (("DELETE", "faults"), ("POST", "usage/reset"), ("DELETE", "served")):
+        own.sandbox.control(method, path)
+    env = own.env(lake_uri or f"s3://cryptolake/reliability-{uuid.uuid4().hex[:10]}", own.fresh_database())
+    return OwnWorld(Settings.load(env=env), own.sandbox, env, own.api_key, sandbox_log=own.sandbox_log,
+                    logs_dir=tmp_path / "steps")
+
+
+def start_step(world: OwnWorld, args: tuple[str, ...], preexec: Callable[[], None] | None = None) -> StepRun:
+    step = StepRun.start(args, world.env, world.logs_dir, preexec)
+    world.steps.append(step)
+    return step
+
+
+def run_step(world: OwnWorld, args: tuple[str, ...]) -> StepRun:
+    step = start_step(world, args)
+    step.wait()
+    return step
+
+
+def finish(world: OwnWorld, **check) -> dict:
+    """The scenario's end: A's independent check, C's secret scan over every step's output and the lake's text
+    objects; the counts (printed for the closing note)."""
+    tally = assert_nothing_lost(world, **check)
+    captured = {**world.captured()}
+    for step in world.steps:
+        captured[f"{step.out.name}"] = step.stdout()
+        captured[f"{step.err.name}"] = step.stderr()
+    assert_no_secrets(collect_outputs(lake=world.lake, captured=captured), world.secrets)
+    places = {p.partition(":")[0] for p in tally.checked}
+    summary = {layer: sum(n for p, n in tally.checked.items() if p.startswith(layer + ":")) for layer in places}
+    summary.update(counts(tally), seconds=round(time.monotonic() - world.started, 1))
+    print(f"\nnothing lost: {summary}")
+    return summary
+
+
+def wait_for(condition: Callable[[], bool], what: str, step: StepRun | None = None, timeout: float = 300) -> None:
+    """Poll until `condition` holds; fails if the step ended first or the bound passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if step is not None and not step.running():
+            raise AssertionError(f"`cryptolake {' '.join(step.args)}` ended (exit {step.process.returncode}) "
+                                 f"before {what}: {step.stderr()[-2000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+
+

@@ -1,0 +1,90 @@
+"""Outages: the S3 server down during an extract, a transform and a load, and PostgreSQL down during a load, each
+while a real `cryptolake run --group 5x` runs, then back up. The step either completes after its retries or fails
+with one clear line (never hangs); a re-run after recovery completes; then nothing is lost or duplicated and no
+secret appears in anything the scenario produced.
+
+Slow (each scenario starts Spark twice): `make reliability`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.reliability.servers import OwnStack, finish, own_world, run_step, start_step, wait_for
+
+pytestmark = [pytest.mark.reliability, pytest.mark.timeout(1800)]
+
+GROUP = "5x"  # crypto_categories -> dim_crypto_category, fact_crypto_category: the smallest whole cycle
+CATEGORIES = "/v1/cryptocurrency/categories"
+DOWN_SECONDS = 15  # how long a server stays down
+
+
+@pytest.fixture(scope="module")
+def own():
+    stack = OwnStack.start()
+    yield stack
+    stack.stop()
+
+
+def _outage(world, step, stop, start) -> int:
+    """Take a server down under the running step, bring it back after DOWN_SECONDS; the step's exit status."""
+    stop()
+    time.sleep(DOWN_SECONDS)
+    start()
+    return step.wait()
+
+
+def _interrupted_then_rerun(world, own, step, exit_code: int, step_name: str, names: list[str]) -> None:
+    """The interrupted run either succeeded or said why in one line and left a failed record; a re-run completes."""
+    if exit_code != 0:
+        lines = step.error_lines()
+        assert lines, f"exit {exit_code} without an error line: {step.stderr()[-2000:]}"
+        ledger = world.ledger()
+        failed = [r for n in names for r in ledger.runs(step_name, n, ("failed", "partial"))]
+        last_line = step.stderr().strip().splitlines()[-1]
+        assert failed or last_line.startswith("error:"), \
+            f"the failure is neither in the ledger nor said in one line: {last_line}"
+    again = run_step(world, ("run", "--group", GROUP))
+    assert again.process.returncode == 0, again.stderr()[-3000:]
+
+
+def test_s3_down_during_extract(own, tmp_path):
+    world = own_world(own, tmp_path)
+    # The categories answer takes 8 s: the S3 server goes down while the extractor waits for it.
+    world.sandbox.control("POST", "faults", {"kind": "timeout", "delay": 8, "path": CATEGORIES, "count": 1})
+    step = start_step(world, ("run", "--group", GROUP))
+    wait_for(lambda: world.sandbox.control("GET", "faults")["faults"][0]["fired"] >= 1,
+             "the extractor's categories call", step)
+    code = _outage(world, step, own.local.s3.down, own.local.s3.up)
+    _interrupted_then_rerun(world, own, step, code, "extract", ["crypto_categories"])
+    finish(world)
+
+
+def test_s3_down_during_transform(own, tmp_path):
+    world = own_world(own, tmp_path)
+    step = start_step(world, ("run", "--group", GROUP))
+    wait_for(lambda: world.lake.list_files("silver/dim_crypto_category/_delta_log", ".json"),
+             "the first silver Delta commit", step)
+    code = _outage(world, step, own.local.s3.down, own.local.s3.up)
+    _interrupted_then_rerun(world, own, step, code, "transform", ["dim_crypto_category", "fact_crypto_category"])
+    finish(world)
+
+
+def test_s3_down_during_load(own, tmp_path):
+    world = own_world(own, tmp_path)
+    step = start_step(world, ("run", "--group", GROUP))
+    wait_for(lambda: world.lake.list_files("_meta/load", ".json"), "the first load record", step)
+    code = _outage(world, step, own.local.s3.down, own.local.s3.up)
+    _interrupted_then_rerun(world, own, step, code, "load", ["dim_crypto_category", "fact_crypto_category"])
+    finish(world)
+
+
+def test_postgres_down_during_load(own, tmp_path):
+    world = own_world(own, tmp_path)
+    step = start_step(world, ("run", "--group", GROUP))
+    wait_for(lambda: world.lake.list_files("_meta/load", ".json"), "the first load record", step)
+    code = _outage(world, step, own.local.postgres.down, own.local.postgres.up)
+    _interrupted_then_rerun(world, own, step, code, "load", ["dim_crypto_category", "fact_crypto_category"])
+    finish(world)
