@@ -12,13 +12,11 @@ import secrets
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from cryptolake import logs, pipeline
 from cryptolake.errors import LocalStackError
-from cryptolake.local.process import Daemon, port_open, wait_until
+from cryptolake.local.process import Daemon, http_ok, refuse_taken_port, wait_until
 from cryptolake.local.stack import LocalStack
 
 DEFAULT_PORT = 18280
@@ -99,9 +97,7 @@ class LocalAirflow:
     def up(self) -> None:
         """Airflow standalone in the background; returns once its API answers."""
         if not self.daemon.running():
-            if port_open(self.port):
-                raise LocalStackError(f"port {self.port} for the Airflow API is taken by another program",
-                                      "Pick another with --port or stop that program")
+            refuse_taken_port(self.port, "the Airflow API", "--port")
             env = self.prepare()
             self.daemon.start([self.executable(), "standalone"], self.log_file, env)
         wait_until(self.healthy, 240, "Airflow", self.log_file)
@@ -110,11 +106,7 @@ class LocalAirflow:
         return self.daemon.stop(timeout=30, whole_group=True)
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=2) as answer:
-                return answer.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.url}/api/v2/monitor/health")
 
     def _create_database(self) -> None:
         import psycopg2

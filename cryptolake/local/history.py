@@ -9,13 +9,11 @@ properties file holds no secret but is private anyway, like the rest of the stat
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from cryptolake.errors import LocalStackError
 from cryptolake.lake import SPARK_EVENTS, Lake
-from cryptolake.local.process import Daemon, port_open, wait_until
+from cryptolake.local.process import Daemon, http_ok, refuse_taken_port, wait_until
 from cryptolake.settings import Settings
 
 MAIN_CLASS = "org.apache.spark.deploy.history.HistoryServer"
@@ -55,9 +53,7 @@ class HistoryServer:
 
     def up(self) -> None:
         if not self.running():
-            if port_open(self.port):
-                raise LocalStackError(f"port {self.port} needed by the Spark History Server is taken by another "
-                                      "program", "Pick another with --history-port or stop that program")
+            refuse_taken_port(self.port, "the Spark History Server", "--history-port")
             settings = Settings.load(env={**os.environ, **self.lake_env})
             self._write_properties(settings)
             env = self._env(settings)
@@ -71,11 +67,7 @@ class HistoryServer:
 
     def healthy(self) -> bool:
         """Its REST API answers (the UI port opens before the first scan of the log directory)."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/v1/applications?limit=1", timeout=2) as answer:
-                return answer.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.url}/api/v1/applications?limit=1")
 
     def _write_properties(self, settings: Settings) -> None:
         """Log directory and S3A settings exactly as the apps get them, so it reads what they write."""

@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,22 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def refuse_taken_port(port: int, what: str, option: str) -> None:
+    """Before starting a server: a port another program holds would make it fail later with a worse message."""
+    if port_open(port):
+        raise LocalStackError(f"port {port} needed by {what} is taken by another program",
+                              f"Pick another with {option} or stop that program")
+
+
+def http_ok(url: str) -> bool:
+    """A health check: GET url answers 200 within 2 seconds."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def wait_until(check, timeout: float, what: str, log_file: Path | None = None) -> None:

@@ -8,12 +8,9 @@ Credit usage is kept in the state directory, so restarting the stack does not ha
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from cryptolake.errors import LocalStackError
-from cryptolake.local.process import Daemon, port_open, wait_until
+from cryptolake.local.process import Daemon, http_ok, refuse_taken_port, wait_until
 
 RATE_LIMIT = 1000
 MONTHLY_CREDITS = 10_000
@@ -35,9 +32,7 @@ class SandboxApi:
 
     def up(self) -> None:
         if not self.running():
-            if port_open(self.port):
-                raise LocalStackError(f"port {self.port} needed by the sandbox API is taken by another program",
-                                      "Pick another with --sandbox-port or stop that program")
+            refuse_taken_port(self.port, "the sandbox API", "--sandbox-port")
             argv = [sys.executable, "-m", "cryptolake.services.sandbox", "serve", "--port", str(self.port),
                     f"--usage-file={self.usage_file}", "--rate-limit", str(RATE_LIMIT),
                     "--monthly-credits", str(MONTHLY_CREDITS)]
@@ -48,8 +43,4 @@ class SandboxApi:
         return self.daemon.stop()
 
     def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.endpoint}/sandbox/health", timeout=2) as answer:
-                return answer.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.endpoint}/sandbox/health")
