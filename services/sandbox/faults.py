@@ -4,7 +4,8 @@ A fault applies to one endpoint path (or "*"), lets `after` matching requests th
 `count` of them (null: until cleared). Kinds:
   error       HTTP `status`: 500 answers the API's JSON error; 502/503/504 an HTML gateway page, as a CDN would
   timeout     wait `delay` seconds before answering (or, with `drop`, close the connection without an answer)
-  rate_limit  a 429 / 1008 answer although the key is within its limit (a "429 storm")
+  rate_limit  a 429 answer although the key is within its limit: `code` 1008 the minute's limit (a "429 storm"),
+              1009 the day's or 1010 the month's credits (a quota exhausted mid-run)
   truncated   the body cut at `fraction` of its length (HTTP itself is complete, the JSON is not)
   malformed   a body that is not valid JSON
   drift       schema drift inside `data`: `op` missing (drop the field), string (number as text) or null, at
@@ -24,6 +25,7 @@ from typing import Any
 
 KINDS = ("error", "timeout", "rate_limit", "truncated", "malformed", "drift", "shape")
 DRIFT_OPS = ("missing", "string", "null")
+LIMIT_CODES = (1008, 1009, 1010)
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Fault:
     count: int | None = 1
     after: int = 0
     status: int = 500
+    code: int = 1008
     delay: float = 30.0
     drop: bool = False
     fraction: float = 0.5
@@ -52,6 +55,8 @@ class Fault:
             raise ValueError(f"fault kind {fault.kind!r} is not one of {list(KINDS)}")
         if fault.kind == "drift" and fault.op not in DRIFT_OPS:
             raise ValueError(f"drift op {fault.op!r} is not one of {list(DRIFT_OPS)}")
+        if fault.code not in LIMIT_CODES:
+            raise ValueError(f"a rate_limit fault's code must be one of {list(LIMIT_CODES)}")
         if fault.kind == "error" and not 500 <= fault.status <= 599:
             raise ValueError("an error fault's status must be a 5xx code")
         if not 0 <= fault.fraction < 1 or fault.delay < 0 or fault.after < 0 or (fault.count or 1) < 1:

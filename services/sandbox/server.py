@@ -147,7 +147,7 @@ class Sandbox:
             if fault and fault.kind == "error":
                 return self._fault_error(fault, now, started)
             if fault and fault.kind == "rate_limit":
-                raise ApiError(1008)
+                raise ApiError(fault.code)
             self.usage.admit(key, now, endpoint.quota_exempt)
             args = endpoint.validate(query)
             result = endpoint.build(Call(args, now, self.market, key, self.usage, self.config.plan))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from tests.sandbox.conftest import FAST_PLAN, START
 
@@ -66,3 +67,16 @@ def test_clearing_the_journal_empties_it(server):
     server.data(LISTINGS, limit=2)
     assert served(server)
     assert server.control("DELETE", "/sandbox/served") == {"served": [], "dropped": 0}
+
+
+def test_a_rate_limit_fault_can_answer_the_monthly_quota_code(server):
+    """The fault matrix's "quota exhausted mid-run": 429 / 1010 after some answers, until cleared."""
+    server.control("POST", "/sandbox/faults", {"path": "*", "kind": "rate_limit", "code": 1010, "after": 1,
+                                               "count": None})
+    assert server.get(LISTINGS, limit=1).status_code == 200
+    for _ in range(2):
+        answer = server.get(LISTINGS, limit=1)
+        assert answer.status_code == 429 and answer.json()["status"]["error_code"] == 1010
+    assert len(served(server)) == 1
+    bad = requests.post(server.url + "/sandbox/faults", json={"kind": "rate_limit", "code": 1011}, timeout=10)
+    assert bad.status_code == 400 and "code must be one of [1008, 1009, 1010]" in bad.json()["error"]
