@@ -388,6 +388,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like every other error (click's own form takes four)
+        command = exc.ctx.command_path if exc.ctx else "cryptolake"
+        message = " ".join(exc.format_message().split())
+        click.echo(logs.redact(f"error: {message} (see `{command} --help`)"), err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
