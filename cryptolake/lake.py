@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cryptolake.errors import LakeError
 from cryptolake.settings import Settings
@@ -80,6 +80,22 @@ def _create_only(params: dict, **_) -> None:
     params["IfNoneMatch"] = "*"
 
 
+def _check_bucket(s3, bucket: str, endpoint: str | None) -> None:
+    """Before the first write: some stores (SeaweedFS) create a missing bucket on put, so a typo in LAKE_URI
+    would start a new lake silently; and an unreachable endpoint should fail once, clearly."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code"))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise LakeError(f"the bucket {bucket!r} of LAKE_URI does not exist",
+                            "Create it (the chart's bucket-init job, `cryptolake local up`) or fix LAKE_URI") from None
+        # anything else (credentials, policy): the write itself reports it with the store's code and message
+    except BotoCoreError as err:
+        raise LakeError(f"cannot reach the S3 endpoint {endpoint or 'of AWS'}: {err}",
+                        "Check AWS_ENDPOINT_URL and that the S3 server is up") from None
+
+
 class Lake:
     """A lake root. Paths given to its methods are relative to the root, with `/` separators.
 
@@ -128,6 +144,7 @@ class Lake:
             if settings.lake_conditional_writes:
                 for operation in ("PutObject", "CompleteMultipartUpload"):
                     s3.meta.events.register(f"before-parameter-build.s3.{operation}", _create_only)
+            _check_bucket(s3, parts.netloc, settings.aws_endpoint_url)
             return s3
 
         return cls(settings.lake_uri, fs, parts.netloc + parts.path, s3_client)
@@ -148,14 +165,25 @@ class Lake:
         return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
     # -- reading ------------------------------------------------------------------------------------------
+    def _info(self, target: str | pafs.FileSelector):
+        """get_file_info, with a store that cannot be reached (endpoint down, no such host) as one clear error."""
+        try:
+            return self.fs.get_file_info(target)
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise LakeError(f"cannot read the lake {self.uri}: {reason}",
+                            "Check LAKE_URI, the AWS_* settings and that the S3 server is up") from None
+
     def exists(self, rel: str) -> bool:
-        return self.fs.get_file_info(self._abs(rel)).type != pafs.FileType.NotFound
+        return self._info(self._abs(rel)).type != pafs.FileType.NotFound
 
     def list_files(self, prefix: str, suffix: str = "") -> list[str]:
         """Relative paths of the files under prefix (recursively), sorted; hidden temp files excluded."""
         selector = pafs.FileSelector(self._abs(prefix), allow_not_found=True, recursive=True)
         out = []
-        for info in self.fs.get_file_info(selector):
+        for info in self._info(selector):
             name = info.base_name
             if info.type == pafs.FileType.File and name.endswith(suffix) and not name.startswith("."):
                 out.append(info.path[len(self._root) + 1:])
@@ -170,7 +198,7 @@ class Lake:
 
     def modified(self, rel: str) -> datetime | None:
         """When the file was last written (UTC), None if it does not exist."""
-        info = self.fs.get_file_info(self._abs(rel))
+        info = self._info(self._abs(rel))
         if info.type == pafs.FileType.NotFound or info.mtime is None:
             return None
         return info.mtime if info.mtime.tzinfo else info.mtime.replace(tzinfo=timezone.utc)
@@ -254,7 +282,7 @@ class Lake:
     def ensure_dir(self, rel: str) -> None:
         """Make a directory exist, as a directory marker on S3 (S3A and the History Server need one)."""
         path = self._abs(rel)
-        if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+        if self._info(path).type == pafs.FileType.NotFound:
             self.fs.create_dir(path, recursive=True)
 
     def _atomic_output(self, rel: str) -> "_AtomicOutput":
@@ -276,7 +304,11 @@ class _AtomicOutput:
         self.lake, self.path, self.rel = lake, path, rel
         if lake.is_local:
             parent, _, name = path.rpartition("/")
-            os.makedirs(parent, exist_ok=True)
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as err:
+                raise LakeError(f"cannot write {lake.uri_of(rel)}: {err.strerror}",
+                                "LAKE_URI must be a directory this user can create and write") from None
             self.tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
         else:
             fd, self.tmp = tempfile.mkstemp(prefix="cryptolake-", suffix=".part")
