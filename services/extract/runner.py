@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
@@ -131,13 +131,24 @@ def _status(record: RunRecord, run: ExtractRun, quota_hit: bool) -> str:
 
 
 def _unused_second(ledger: Ledger, name: str, clock: Callable[[], datetime]) -> datetime:
-    """Now, to the second (bronze names carry seconds), but after this extractor's latest run started."""
+    """Now, to the second (bronze names carry seconds), but after this extractor's latest run started.
+
+    A clock that went backwards (set back, or a replayed simulated market) would give a run id that sorts before
+    runs already taken in, which the transform's watermark then treats as consumed: the snapshot would never
+    reach silver. Such a run is stamped one second after the latest run instead, so run ids keep their order.
+    """
     now = clock()
     latest = ledger.latest("extract", name, STATUSES)
     if latest and latest.started_at >= now.replace(microsecond=0):
         time.sleep(1 - now.microsecond / 1e6)
         now = clock()
-    return now.replace(microsecond=0)
+    now = now.replace(microsecond=0)
+    if latest and latest.started_at >= now:
+        later = latest.started_at + timedelta(seconds=1)
+        log.warning("%s: the clock (%s) is not after the latest run's start (%s); stamping this snapshot %s so "
+                    "run ids keep their order", name, now.isoformat(), latest.started_at.isoformat(), later.isoformat())
+        now = later
+    return now
 
 
 def _write_if_changed(run: ExtractRun) -> None:
