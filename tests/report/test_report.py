@@ -24,7 +24,9 @@ from tests.sandbox_process import free_port
 from tests.transform.conftest import DAYS, copy_bronze
 from tests.warehouse.conftest import fresh_database
 
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(1800)]  # Spark on 2 shared cores: the fixture takes minutes
 CLI = str(Path(sys.executable).parent / "cryptolake")
+LAST_DAY = DAYS[2]  # three days: the first two daily log returns, so a volatility
 CHROMIUM = "/usr/bin/chromium"
 API_KEY = "report-test-key-5f0c9a1e7d"  # a key the report must never show
 SECTIONS = ("Total market cap and BTC/ETH dominance", "Top movers (24h)", "Volatility against return",
@@ -51,17 +53,17 @@ def chromium(page: Path, png: Path, height: int = 4200) -> list[str]:
 
 @pytest.fixture(scope="module")
 def loaded(sandbox_bronze, spark, stack_env, tmp_path_factory):
-    """A warehouse after the init group's transform and load over a week of sandbox bronze (ledger in the lake)."""
+    """A warehouse after the init group's transform and load over three days of sandbox bronze (ledger in the
+    lake)."""
     root = tmp_path_factory.mktemp("report") / "lake"
-    copy_bronze(sandbox_bronze, root, DAYS[-1])
-    settings = settings_for(root.as_uri(), {})
-    lake = Lake.from_settings(settings)
-    assert run_group(spark, settings, "init", lake).exit_code == 0
+    copy_bronze(sandbox_bronze, root, LAST_DAY)
     with fresh_database(stack_env["WAREHOUSE_URL"]) as url:
+        pipeline = settings_for(root.as_uri(), {"WAREHOUSE_URL": url})
         engine = engine_for(url)
         upgrade(engine)
         engine.dispose()
-        assert load_group(spark, settings_for(root.as_uri(), {"WAREHOUSE_URL": url}), "init", lake=lake).exit_code == 0
+        for step in (run_group, load_group):  # transform, then load, the init group: every table
+            assert step(spark, pipeline, "init", lake=Lake.from_settings(pipeline)).exit_code == 0
         out = root.parent / "report.html"
         done = report_command(out, root.as_uri(), url)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -80,7 +82,7 @@ def test_every_section_has_its_plot_drawn_from_the_warehouse(loaded):
     assert "No data yet" not in loaded.html
     # the five market plots, the pipeline's runs and credits, the freshness per table
     assert loaded.html.count('class="plotly-graph-div"') == 7
-    assert re.search(r"data from \d{4}-\d\d-\d\d \d\d:\d\d UTC to 2026-11-10 \d\d:\d\d UTC", loaded.html)
+    assert re.search(rf"data from \d{{4}}-\d\d-\d\d \d\d:\d\d UTC to {LAST_DAY} \d\d:\d\d UTC", loaded.html)
     assert "24h price change" in loaded.html and "30-day volatility" in loaded.html
     assert "dim_crypto_id</td><td>OK</td>" in loaded.html
 
