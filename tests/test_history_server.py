@@ -25,15 +25,10 @@ from cryptolake.local.history import HistoryServer
 from cryptolake.local.process import port_open
 from cryptolake.local.stack import DEFAULT_HISTORY_PORT, LocalStack
 from tests.conftest import REPO, TEST_HISTORY_PORT, TEST_STATE_DIR
+from tests.sandbox_process import free_port
 from tests.transform.bronze import Market
 
 APPEAR_TIMEOUT = 120  # the server scans every 2s; parsing a fresh log on a busy machine takes longer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def applications(url: str) -> list[dict]:
