@@ -297,7 +297,7 @@ def _dump(connection, url: URL, lake: Lake, pg_dump: str, backup_id: str, tables
         cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             # LOCK before the first query, so the locks come before the snapshot: no DDL slips in between.
-            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
             cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
                 sql.SQL(", ").join(_identifier(t) for t in tables)))
             cursor.execute("SELECT pg_export_snapshot()")

@@ -199,7 +199,7 @@ def collect(spec: Pipeline, ledger: Ledger, engine, now: datetime, quota: int, m
 
 def _read_warehouse(engine, names: list[str]) -> dict[str, tuple[datetime | None, datetime | None, int]]:
     """Per dw table: its watermark's loaded_at, its newest snapshot_timestamp and its pending rejected rows."""
-    from sqlalchemy import text
+    from sqlalchemy import column, func, select, table, text
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     try:
@@ -208,7 +208,8 @@ def _read_warehouse(engine, names: list[str]) -> dict[str, tuple[datetime | None
             rejected = dict(connection.execute(text(
                 "SELECT table_name, count(*) FROM meta.rejected_rows WHERE resolved_at IS NULL "
                 "GROUP BY table_name")).all())
-            latest = {name: connection.execute(text(f"SELECT max(snapshot_timestamp) FROM dw.{name}")).scalar()
+            latest = {name: connection.execute(select(func.max(column("snapshot_timestamp")))
+                                               .select_from(table(name, schema="dw"))).scalar()
                       for name in names}
     except OperationalError as exc:
         raise CryptolakeError(f"cannot reach the warehouse: {str(exc.orig).strip().splitlines()[0]}",

@@ -84,10 +84,11 @@ def set_login_user(engine: Engine, group: str, password: str) -> str:
     user = LOGIN_USERS[group][0]
     with engine.begin() as connection:
         verifier = encrypt_password(password, user, connection.connection.dbapi_connection, "scram-sha-256")
-        connection.execute(text(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') "
-                                f"THEN CREATE ROLE {user} LOGIN; END IF; END $$"))
-        connection.execute(text(f"ALTER ROLE {user} LOGIN PASSWORD :verifier"), {"verifier": verifier})
-        connection.execute(text(f"GRANT {group} TO {user}"))
+        quote = connection.dialect.identifier_preparer.quote  # identifiers quoted by SQLAlchemy, values bound
+        if connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :user"), {"user": user}).first() is None:
+            connection.execute(text(f"CREATE ROLE {quote(user)} LOGIN"))
+        connection.execute(text(f"ALTER ROLE {quote(user)} LOGIN PASSWORD :verifier"), {"verifier": verifier})
+        connection.execute(text(f"GRANT {quote(group)} TO {quote(user)}"))
     return user
 
 

@@ -110,6 +110,7 @@ class LocalAirflow:
 
     def _create_database(self) -> None:
         import psycopg2
+        from psycopg2 import sql
 
         connection = psycopg2.connect(self.stack.postgres.url("postgres").replace("postgresql+psycopg2", "postgresql"))
         try:
@@ -117,7 +118,7 @@ class LocalAirflow:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.metadata_database,))
                 if cursor.fetchone() is None:
-                    cursor.execute(f'CREATE DATABASE "{self.metadata_database}"')
+                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.metadata_database)))
         finally:
             connection.close()
 
