@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from cryptolake import logs
 from cryptolake.lake import Lake
-from cryptolake.ledger import STATUSES, Ledger, RunRecord
+from cryptolake.ledger import STATUSES, Ledger, RunRecord, new_run_id
 from cryptolake.settings import Settings
 from cryptolake.services.client import CmcClient, CmcError, QuotaExhausted
 from cryptolake.services.extract.base import ExtractRun, Extractor
@@ -172,7 +172,8 @@ def run_many(jobs: Iterable[Job | Extractor], settings: Settings, clock: Callabl
     log.info("%d credits left this month (quota %d); rate limit %d/min", governor.credits_left, governor.quota,
              client.pacer.per_minute)
     outcomes: list[str] = []
-    for job in jobs:
+    jobs = list(jobs)
+    for index, job in enumerate(jobs):
         extractor = job.extractor if isinstance(job, Job) else job
         try:
             record, quota_hit = run_extractor(job, settings, lake, client, governor, clock)
@@ -187,9 +188,20 @@ def run_many(jobs: Iterable[Job | Extractor], settings: Settings, clock: Callabl
                  len(record.files), record.credits)
         if quota_hit:
             log.error("monthly quota reached: the remaining extractors are not run")
+            _record_not_run(jobs[index + 1:], lake, f"not run: the plan's quota ran out during {extractor.name}")
             break
     log.info("extract done: %d credits used by %d calls", client.credits_used, client.calls)
     return group_exit_code(outcomes)
+
+
+def _record_not_run(jobs: list[Job | Extractor], lake: Lake, reason: str) -> None:
+    """A failed ledger record for each job a stop left out, so status shows what is missing (not silence)."""
+    ledger = Ledger(lake)
+    for job in jobs:
+        name = (job.extractor if isinstance(job, Job) else job).name
+        now = _unused_second(ledger, name, utc_now)
+        ledger.write(RunRecord(new_run_id(now), "extract", name, now, status="failed", ended_at=now,
+                               duration_seconds=0.0, error=reason, details={"not_run": True}))
 
 
 def group_exit_code(outcomes: list[str]) -> int:

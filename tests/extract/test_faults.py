@@ -182,10 +182,14 @@ def test_the_monthly_quota_stops_the_group_cleanly(stack_env):
         lake = Lake.from_settings(settings_for(lake_uri, env))
         ledger = Ledger(lake)
         assert ledger.latest("extract", "exchange_map").status == "success"  # kept
-        stopped = [n for n in EXTRACTORS if (r := latest(lake, n)) and r.error and "quota" in r.error]
+        stopped = [n for n in EXTRACTORS if (r := latest(lake, n)) and r.error and "quota" in r.error
+                   and not r.details.get("not_run")]
         assert len(stopped) == 1
         order = list(EXTRACTORS)
-        assert all(latest(lake, n) is None for n in order[order.index(stopped[0]) + 1:])  # nothing after it ran
+        for name in order[order.index(stopped[0]) + 1:]:  # nothing after it ran, and the ledger says so
+            record = latest(lake, name)
+            assert record.status == "failed" and record.details == {"not_run": True} and not record.credits
+            assert record.error == f"not run: the plan's quota ran out during {stopped[0]}"
     finally:
         server.process.terminate()
         server.process.wait(10)
