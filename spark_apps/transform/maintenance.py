@@ -15,6 +15,7 @@ from cryptolake.lake import Lake
 from cryptolake.ledger import Ledger
 from cryptolake.settings import Settings
 from cryptolake.spark_apps.transform.daily import INDEX
+from cryptolake.spark_apps.transform.features import FEATURE_LIST
 from cryptolake.spark_apps.transform.tables import QUARANTINE, TABLE_LIST
 
 log = logs.get(__name__)
@@ -24,12 +25,14 @@ _CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
 def maintain(spark: SparkSession, settings: Settings, lake: Lake | None = None, *,
              retention_hours: int | None = None, group: str = "weekly") -> dict[str, dict]:
-    """Compact and vacuum every silver table that exists; one ledger record `transform/maintenance`."""
+    """Compact and vacuum every silver and gold feature table that exists; one ledger record
+    `transform/maintenance`."""
     from delta.tables import DeltaTable
 
     lake = lake or Lake.from_settings(settings)
     hours = settings.delta_vacuum_retention_hours if retention_hours is None else retention_hours
-    names = [t.name for t in TABLE_LIST] + [QUARANTINE, INDEX]
+    paths = {n: f"silver/{n}" for n in [t.name for t in TABLE_LIST] + [QUARANTINE, INDEX]}
+    paths.update({f.name: f.path for f in FEATURE_LIST})  # gold: replaceWhere leaves the replaced files behind
     report: dict[str, dict] = {}
     with Ledger(lake).run("transform", "maintenance", params={"group": group, "retention_hours": hours}) as record, \
             logs.context(table="maintenance"):
@@ -38,10 +41,10 @@ def maintain(spark: SparkSession, settings: Settings, lake: Lake | None = None, 
                         "(time travel, a long load) may fail", hours)
             spark.conf.set(_CHECK, "false")
         try:
-            for name in names:
-                if not lake.exists(f"silver/{name}/_delta_log"):
+            for name, path in paths.items():
+                if not lake.exists(f"{path}/_delta_log"):
                     continue
-                table = DeltaTable.forPath(spark, lake.spark_uri(f"silver/{name}"))
+                table = DeltaTable.forPath(spark, lake.spark_uri(path))
                 metrics = table.optimize().executeCompaction().collect()[0]["metrics"]
                 table.vacuum(float(hours))
                 report[name] = {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"],
@@ -50,6 +53,6 @@ def maintain(spark: SparkSession, settings: Settings, lake: Lake | None = None, 
                          metrics["numFilesRemoved"], metrics["numFilesAdded"], hours)
         finally:
             spark.conf.unset(_CHECK)
-        record.files = [f"silver/{n}" for n in report]
+        record.files = [paths[n] for n in report]
         record.details["tables"] = report
     return report

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
@@ -84,7 +85,7 @@ def features(lake: Lake, storage_options: dict | None = None) -> pd.DataFrame:
 
 def files_of(lake: Lake, until: date) -> set[str]:
     """The data files of the partitions up to `until` (a rewrite replaces them)."""
-    actions = DeltaTable(lake.uri_of(FEATURES.path)).get_add_actions(flatten=True).to_pandas()
+    actions = pa.table(DeltaTable(lake.uri_of(FEATURES.path)).get_add_actions(flatten=True)).to_pandas()
     return set(actions[pd.to_datetime(actions["partition.feature_date"]).dt.date <= until].path)
 
 
