@@ -20,6 +20,7 @@ from datetime import date, time as clock
 import pytest
 import requests
 
+from cryptolake.errors import LocalStackError
 from cryptolake.lake import SPARK_EVENTS
 from cryptolake.local.history import HistoryServer
 from cryptolake.local.process import port_open
@@ -142,3 +143,11 @@ def test_a_stack_json_from_before_the_history_server_still_loads(tmp_path):
     assert stack.config.history_port == DEFAULT_HISTORY_PORT
     assert stack.status()["history"] == "stopped"
     assert LocalStack(state_dir, history_port=28081).env()["SPARK_HISTORY_URL"] == "http://127.0.0.1:28081"
+
+
+def test_up_refuses_to_move_a_running_history_server_to_another_port(stack):
+    saved = (TEST_STATE_DIR / "stack.json").read_text()
+    with pytest.raises(LocalStackError, match="history is running on another port"):
+        LocalStack(TEST_STATE_DIR, history_port=TEST_HISTORY_PORT + 1).up()
+    assert (TEST_STATE_DIR / "stack.json").read_text() == saved
+    assert stack.history.healthy()
