@@ -8,19 +8,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from tests.warehouse.test_roles import login
+from tests.warehouse.test_roles import analyst, loader  # noqa: F401 - the login users' fixtures
 
 USERS = ("cryptolake_loader", "cryptolake_analyst")
-
-
-@pytest.fixture(scope="module")
-def analyst(database_url, migrated):
-    yield from login(database_url, "cryptolake_analyst", migrated)
-
-
-@pytest.fixture(scope="module")
-def loader(database_url, migrated):
-    yield from login(database_url, "cryptolake_loader", migrated)
 
 
 @pytest.fixture(scope="module")
