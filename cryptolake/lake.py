@@ -44,6 +44,11 @@ def feature_path(name: str) -> str:
 _UPLOADS = TransferConfig(preferred_transfer_client="classic")
 # 412: the key exists; 409: another conditional write to the key was under way.
 _CONCURRENT_WRITE_CODES = ("PreconditionFailed", "ConditionalRequestConflict")
+# An S3 store that is briefly unreachable (restarting, failing over) is retried before the step fails, within
+# a bound: the clients' defaults give up within a second, so a restart of the store lost the run's ledger record.
+# pyarrow (reads, listings): exponential backoff from 50 ms, about 25 s in all; boto3 (writes): jittered, ~30 s.
+S3_READ_ATTEMPTS = 10
+S3_WRITE_ATTEMPTS = 12
 
 
 def snapshot_stamp(ts: datetime) -> str:
@@ -129,6 +134,7 @@ class Lake:
             scheme=endpoint.scheme if endpoint else "https",
             allow_bucket_creation=False,
             allow_bucket_deletion=False,
+            retry_strategy=pafs.AwsDefaultS3RetryStrategy(max_attempts=S3_READ_ATTEMPTS),
         )
 
         def s3_client():
@@ -139,7 +145,8 @@ class Lake:
                 aws_secret_access_key=settings.aws_secret_access_key,
                 region_name=settings.aws_region,
                 # pyarrow and S3A address buckets by path under an endpoint; boto3 would use virtual hosts
-                config=Config(s3={"addressing_style": "path" if endpoint else "auto"}),
+                config=Config(s3={"addressing_style": "path" if endpoint else "auto"},
+                              retries={"mode": "standard", "max_attempts": S3_WRITE_ATTEMPTS}),
             )
             if settings.lake_conditional_writes:
                 for operation in ("PutObject", "CompleteMultipartUpload"):
