@@ -19,13 +19,15 @@ from typing import Any
 
 from cryptolake import logs
 from cryptolake.errors import CryptolakeError
+from cryptolake.ledger import STATUSES
 from cryptolake.pipeline import Pipeline
+from cryptolake.status import FAILING, NEVER, OK, STALE, _age, gather
 
 TOP_CATEGORIES = 8  # categories drawn on their own in the dominance plot; the rest is "other"
 MOVERS_PERIOD = "24h"  # bi.top_movers' period the top-movers plot shows
 VOLATILITY_WINDOW_DAYS = 30  # fact_crypto_daily's volatility_30d window, and the return window beside it
-STATE_COLOURS = {"OK": "#2ca02c", "STALE": "#ff7f0e", "FAILING": "#d62728", "NEVER": "#7f7f7f"}
-OUTCOME_COLOURS = {"success": "#2ca02c", "skipped": "#9467bd", "partial": "#ff7f0e", "failed": "#d62728"}
+STATE_COLOURS = {OK: "#2ca02c", STALE: "#ff7f0e", FAILING: "#d62728", NEVER: "#7f7f7f"}
+OUTCOME_COLOURS = dict(zip(STATUSES, ("#2ca02c", "#ff7f0e", "#9467bd", "#d62728")))  # the ledger's order
 FEAR_GREED_BANDS = ((0, 25, "#d62728", "extreme fear"), (25, 45, "#ff7f0e", "fear"), (45, 55, "#bcbd22", "neutral"),
                     (55, 75, "#98df8a", "greed"), (75, 100, "#2ca02c", "extreme greed"))
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -69,12 +71,10 @@ class Written:
 def write_report(settings, spec: Pipeline, out: Path, now: datetime | None = None) -> Written:
     """Gather the status and the market data, render the page and write it to `out` (checked first, so a bad
     path fails before the warehouse is read)."""
-    from cryptolake import status as probe
-
     clock = time.monotonic()
     out = _writable(out)
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    health = probe.gather(settings, spec, now)
+    health = gather(settings, spec, now)
     data = read_market(settings.warehouse_url)
     page, sections = render(health, data, now)
     try:
@@ -86,9 +86,10 @@ def write_report(settings, spec: Pipeline, out: Path, now: datetime | None = Non
 
 
 def _writable(out: Path) -> Path:
+    """The path, if a file can be written there (as far as can be told without writing)."""
     if out.is_dir():
         raise CryptolakeError(f"--out {out} is a directory", "Give a file path such as report.html")
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent
     if not parent.is_dir():
         raise CryptolakeError(f"cannot write the report to {out}: directory {parent} does not exist",
                               "Create it or choose another --out")
@@ -273,8 +274,6 @@ def _health(health) -> str:
 
 def _freshness(health) -> str:
     import plotly.graph_objects as go
-
-    from cryptolake.status import _age
 
     if all(t.refreshed_at is None for t in health.tables):
         return _note("No warehouse table has been loaded yet.") + _table(health)
