@@ -70,6 +70,8 @@ def test_a_transform_shows_up_with_its_jobs_and_sql(stack_env, s3_lake, tmp_path
         app, waited = wait_for_application(history.url, "cryptolake-transform-10x")
         print(f"application listed {waited:.1f}s after the transform ended")
         assert app["attempts"][-1]["logSourceFullPath"] == s3_lake.spark_uri(SPARK_EVENTS)
+        rolled = [f for f in s3_lake.list_files(SPARK_EVENTS) if f"/eventlog_v2_{app['id']}/events_" in f]
+        assert rolled, "the application's event log is not a rolling one"  # what it read
 
         base = f"{history.url}/api/v1/applications/{app['id']}"
         jobs = requests.get(f"{base}/jobs", timeout=30).json()
