@@ -7,6 +7,7 @@ Everything that waits is bounded: a step that hangs past its timeout is killed a
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -50,7 +51,9 @@ def _free(port: int) -> bool:
 
 def free_s3_base() -> int:
     """A base port whose five HTTP ports and their gRPC twins are all free (`weed mini` needs ten)."""
-    for base in range(31000, 39000, 50):
+    bases = list(range(31000, 39000, 50))
+    random.shuffle(bases)  # scenario modules run side by side: do not all pick the first free block
+    for base in bases:
         ports = [base + i for i in range(5)]
         if all(_free(p) and _free(p + GRPC_OFFSET) for p in ports):
             return base

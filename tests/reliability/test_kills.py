@@ -14,7 +14,7 @@ from tests.reliability.servers import OwnStack, finish, own_world, run_step, sta
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(1800)]
 
-CATEGORY = "/v1/cryptocurrency/category"
+CATEGORIES = "/v1/cryptocurrency/categories"
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +32,21 @@ def _rerun(world, group: str) -> float:
     return since
 
 
-def test_extract_killed_mid_write(own, tmp_path):
+def test_extract_killed_mid_run(own, tmp_path):
     world = own_world(own, tmp_path)
-    # crypto_category streams its members into one open part file: the second category's answer takes a minute,
-    # and the extractor is killed while the file is half written.
-    world.sandbox.control("POST", "faults", {"kind": "timeout", "delay": 60, "path": CATEGORY, "after": 1,
-                                             "count": 1})
-    step = start_step(world, ("extract", "--group", "daily"))
-    wait_for(lambda: world.sandbox.control("GET", "faults")["faults"][0]["fired"] >= 1,
-             "the second category call", step)
+    # key_info's bronze file lands first; the categories call then meets five 503s, and the extract is killed
+    # while it backs off (one page: nothing of that run is written yet, and its ledger record never will be).
+    world.sandbox.control("POST", "faults", {"kind": "error", "status": 503, "path": CATEGORIES, "count": 5})
+    step = start_step(world, ("extract", "--group", "5x"))
+    wait_for(lambda: world.lake.list_files("bronze/key_info", ".parquet")
+             and world.sandbox.control("GET", "faults")["faults"][0]["fired"] >= 1, "the categories call", step)
     step.kill()
     ledger = world.ledger()
-    assert ledger.runs("extract", "crypto_category") == []  # the dead run never happened for readers
-    assert ledger.latest("extract", "crypto_listings_latest") is not None  # the extractors before it did
+    assert ledger.runs("extract", "crypto_categories") == []  # the dead run never happened for readers
+    assert ledger.latest("extract", "key_info") is not None  # the extractor before it did
     world.sandbox.control("DELETE", "faults")
-    since = _rerun(world, "daily")
-    assert [r.status for r in world.ledger().runs("extract", "crypto_category")] == ["success"]
+    since = _rerun(world, "5x")
+    assert [r.status for r in world.ledger().runs("extract", "crypto_categories")] == ["success"]
     finish(world, allow_orphans=True, served_since=since)
 
 

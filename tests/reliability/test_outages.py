@@ -52,8 +52,8 @@ def _interrupted_then_rerun(world, own, step, exit_code: int, step_name: str, na
 
 def test_s3_down_during_extract(own, tmp_path):
     world = own_world(own, tmp_path)
-    # The categories answer takes 8 s: the S3 server goes down while the extractor waits for it.
-    world.sandbox.control("POST", "faults", {"kind": "timeout", "delay": 8, "path": CATEGORIES, "count": 1})
+    # Five 503s before the categories answer: the S3 server goes down while the extractor backs off and retries.
+    world.sandbox.control("POST", "faults", {"kind": "error", "status": 503, "path": CATEGORIES, "count": 5})
     step = start_step(world, ("run", "--group", GROUP))
     wait_for(lambda: world.sandbox.control("GET", "faults")["faults"][0]["fired"] >= 1,
              "the extractor's categories call", step)
@@ -72,19 +72,12 @@ def test_s3_down_during_transform(own, tmp_path):
     finish(world)
 
 
-def test_s3_down_during_load(own, tmp_path):
+@pytest.mark.parametrize("server", ["s3", "postgres"])
+def test_down_during_load(own, tmp_path, server):
     world = own_world(own, tmp_path)
     step = start_step(world, ("run", "--group", GROUP))
     wait_for(lambda: world.lake.list_files("_meta/load", ".json"), "the first load record", step)
-    code = _outage(world, step, own.local.s3.down, own.local.s3.up)
-    _interrupted_then_rerun(world, own, step, code, "load", ["dim_crypto_category", "fact_crypto_category"])
-    finish(world)
-
-
-def test_postgres_down_during_load(own, tmp_path):
-    world = own_world(own, tmp_path)
-    step = start_step(world, ("run", "--group", GROUP))
-    wait_for(lambda: world.lake.list_files("_meta/load", ".json"), "the first load record", step)
-    code = _outage(world, step, own.local.postgres.down, own.local.postgres.up)
+    part = own.local.s3 if server == "s3" else own.local.postgres
+    code = _outage(world, step, part.down, part.up)
     _interrupted_then_rerun(world, own, step, code, "load", ["dim_crypto_category", "fact_crypto_category"])
     finish(world)
