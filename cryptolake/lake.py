@@ -9,6 +9,7 @@ upload completes. A snapshot as a whole becomes visible when its run's ledger re
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import tempfile
@@ -44,6 +45,8 @@ def feature_path(name: str) -> str:
 _UPLOADS = TransferConfig(preferred_transfer_client="classic")
 # 412: the key exists; 409: another conditional write to the key was under way.
 _CONCURRENT_WRITE_CODES = ("PreconditionFailed", "ConditionalRequestConflict")
+# A write that fails for want of space: the disk or a quota is full, or the file size limit is reached.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # An S3 store that is briefly unreachable (restarting, failing over) is retried before the step fails, within
 # a bound: the clients' defaults give up within a second, so a restart of the store lost the run's ledger record.
 # pyarrow (reads, listings): exponential backoff from 50 ms, about 25 s in all; boto3 (writes): jittered, ~30 s.
@@ -330,10 +333,23 @@ class _AtomicOutput:
             self.stream.close()
             if exc_type is None:
                 self._publish()
+        except OSError as err:
+            if err.errno in _DISK_FULL:
+                raise self._disk_full(err) from None
+            raise
         finally:
             if os.path.exists(self.tmp):
                 os.unlink(self.tmp)
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            raise self._disk_full(exc) from None
         return False
+
+    def _disk_full(self, err: OSError) -> LakeError:
+        """A full disk (or quota, or file size limit) is an operator's problem to fix, not a traceback."""
+        return LakeError(f"cannot write {self.lake.uri_of(self.rel)}: {os.strerror(err.errno)} "
+                         f"in {os.path.dirname(self.tmp)}",
+                         "Free space there (or give it a bigger volume), then re-run the step: nothing of this "
+                         "write became visible")
 
     def _publish(self) -> None:
         """Create the target from the temp file; the link or the conditional put fails if it exists already."""
