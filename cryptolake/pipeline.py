@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date, time
 from functools import lru_cache
@@ -27,6 +28,10 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # Python's weekda
 DAY_SETS = {"weekdays": DAY_NAMES[:5], "every day": DAY_NAMES}
 PRIORITIES = ("high", "low")
 SPARK_APPS = ("transform", "load")
+# What Kubernetes and Spark accept, checked here so a typo fails `make generate`, not a pod at 3 a.m.
+K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # DNS-1123 label: namespaces, accounts, objects
+K8S_QUANTITY = re.compile(r"\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?")  # cpu 250m, memory 256Mi
+SPARK_SIZE = re.compile(r"\d+[kmgt]?", re.IGNORECASE)  # spark.driver.memory: 1g, 512m
 # Job parameters and the setting each one overrides for that run (cryptolake/settings.py).
 PARAMS = {"listings_limit": "cmc_listings_limit", "category_slice": "cmc_category_slice",
           "rescan_days": "cmc_rescan_days"}
@@ -36,7 +41,7 @@ SCHEDULED_GROUPS = tuple(g for g in GROUPS if g != "all")
 class SpecError(CryptolakeError):
     def __init__(self, source: str, where: str, problem: str):
         self.where = where
-        super().__init__(f"pipeline spec {source}: {where}: {problem}",
+        super().__init__(f"pipeline spec {source}: {where or 'the whole file'}: {problem}",
                          "Fix that field (docs/orchestration.md describes every field)")
 
 
@@ -245,6 +250,12 @@ class _Reader:
             raise self.fail(where, f"expected a non-empty string, got {value!r}")
         return value.strip()
 
+    def matching(self, value: Any, where: str, pattern: re.Pattern, expected: str) -> str:
+        text = self.text(value, where)
+        if not pattern.fullmatch(text):
+            raise self.fail(where, f"expected {expected}, got {text!r}")
+        return text
+
     def texts(self, raw: Any, where: str, keys: tuple[str, ...]) -> dict[str, str]:
         spec = self.mapping(raw, where, keys)
         return {k: self.text(spec[k], f"{where}.{k}") for k in keys}
@@ -271,17 +282,26 @@ class _Reader:
                                          "extract_resources", "spark_driver", "spark_executor", "spark_ttl_seconds"))
         driver = self.mapping(spec["spark_driver"], f"{where}.spark_driver", ("cores", "memory"))
         executor = self.mapping(spec["spark_executor"], f"{where}.spark_executor", ("instances", "cores", "memory"))
+        resources = self.mapping(spec["extract_resources"], f"{where}.extract_resources",
+                                 ("cpu", "memory", "memory_limit"))
+
+        def name(key: str) -> str:
+            return self.matching(spec[key], f"{where}.{key}", K8S_NAME, "a Kubernetes name (a-z, 0-9, -)")
+
+        def spark_memory(part: Mapping[str, Any], key: str) -> str:
+            return self.matching(part["memory"], f"{where}.{key}.memory", SPARK_SIZE, "a Spark size such as 1g")
+
         return KubernetesPlacement(
-            self.text(spec["namespace"], f"{where}.namespace"),
+            name("namespace"),
             self.texts(spec["images"], f"{where}.images", ("extract", "spark")),
-            self.text(spec["config_map"], f"{where}.config_map"), self.text(spec["secret"], f"{where}.secret"),
-            self.text(spec["spark_service_account"], f"{where}.spark_service_account"),
-            self.texts(spec["extract_resources"], f"{where}.extract_resources", ("cpu", "memory", "memory_limit")),
+            name("config_map"), name("secret"), name("spark_service_account"),
+            {k: self.matching(resources[k], f"{where}.extract_resources.{k}", K8S_QUANTITY,
+                              "a Kubernetes quantity such as 250m or 256Mi") for k in ("cpu", "memory", "memory_limit")},
             {"cores": self.count(driver["cores"], f"{where}.spark_driver.cores", 1),
-             "memory": self.text(driver["memory"], f"{where}.spark_driver.memory")},
+             "memory": spark_memory(driver, "spark_driver")},
             {"instances": self.count(executor["instances"], f"{where}.spark_executor.instances", 1),
              "cores": self.count(executor["cores"], f"{where}.spark_executor.cores", 1),
-             "memory": self.text(executor["memory"], f"{where}.spark_executor.memory")},
+             "memory": spark_memory(executor, "spark_executor")},
             self.count(spec["spark_ttl_seconds"], f"{where}.spark_ttl_seconds", 1))
 
     def group(self, name: str, raw: Any) -> Group:
