@@ -28,7 +28,7 @@ def own():
     stack.stop()
 
 
-def _outage(world, step, stop, start) -> int:
+def _outage(step, stop, start) -> int:
     """Take a server down under the running step, bring it back after DOWN_SECONDS; the step's exit status."""
     stop()
     time.sleep(DOWN_SECONDS)
@@ -36,8 +36,9 @@ def _outage(world, step, stop, start) -> int:
     return step.wait()
 
 
-def _interrupted_then_rerun(world, own, step, exit_code: int, step_name: str, names: list[str]) -> None:
+def _interrupted_then_rerun(world, step, exit_code: int, step_name: str, names: list[str]) -> None:
     """The interrupted run either succeeded or said why in one line and left a failed record; a re-run completes."""
+    print(f"\ninterrupted run: exit {exit_code}; {(step.error_lines() or ['no error line'])[-1][:300]}")
     if exit_code != 0:
         lines = step.error_lines()
         assert lines, f"exit {exit_code} without an error line: {step.stderr()[-2000:]}"
@@ -57,8 +58,8 @@ def test_s3_down_during_extract(own, tmp_path):
     step = start_step(world, ("run", "--group", GROUP))
     wait_for(lambda: world.sandbox.control("GET", "faults")["faults"][0]["fired"] >= 1,
              "the extractor's categories call", step)
-    code = _outage(world, step, own.local.s3.down, own.local.s3.up)
-    _interrupted_then_rerun(world, own, step, code, "extract", ["crypto_categories"])
+    code = _outage(step, own.local.s3.down, own.local.s3.up)
+    _interrupted_then_rerun(world, step, code, "extract", ["crypto_categories"])
     finish(world)
 
 
@@ -67,8 +68,8 @@ def test_s3_down_during_transform(own, tmp_path):
     step = start_step(world, ("run", "--group", GROUP))
     wait_for(lambda: world.lake.list_files("silver/dim_crypto_category/_delta_log", ".json"),
              "the first silver Delta commit", step)
-    code = _outage(world, step, own.local.s3.down, own.local.s3.up)
-    _interrupted_then_rerun(world, own, step, code, "transform", ["dim_crypto_category", "fact_crypto_category"])
+    code = _outage(step, own.local.s3.down, own.local.s3.up)
+    _interrupted_then_rerun(world, step, code, "transform", ["dim_crypto_category", "fact_crypto_category"])
     finish(world)
 
 
@@ -78,6 +79,6 @@ def test_down_during_load(own, tmp_path, server):
     step = start_step(world, ("run", "--group", GROUP))
     wait_for(lambda: world.lake.list_files("_meta/load", ".json"), "the first load record", step)
     part = own.local.s3 if server == "s3" else own.local.postgres
-    code = _outage(world, step, part.down, part.up)
-    _interrupted_then_rerun(world, own, step, code, "load", ["dim_crypto_category", "fact_crypto_category"])
+    code = _outage(step, part.down, part.up)
+    _interrupted_then_rerun(world, step, code, "load", ["dim_crypto_category", "fact_crypto_category"])
     finish(world)
