@@ -38,22 +38,24 @@ def _broken(url: str) -> dict[str, str]:
 
 
 COMMANDS = [("migrate",), ("status",), ("backup",), ("restore", "{backup}", "--force"),
-            ("restore", "{backup}", "--target", "{url}")]
+            ("restore", "{backup}", "--target", "{url}"), ("report", "--out", "{out}")]
 REASON = {"wrong password": "password authentication failed", "unreachable": "Connection refused"}
 
 
 @pytest.mark.parametrize("fault", sorted(REASON))
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
-def test_a_broken_warehouse_url_is_one_line_per_command(warehouse, stack_env, fault, command):
+def test_a_broken_warehouse_url_is_one_line_per_command(warehouse, stack_env, fault, command, tmp_path):
     url, root, backup_id = warehouse
     broken = _broken(url)[fault]
     before = tree_digest(root)
-    args = [a.format(backup=backup_id, url=broken) for a in command]
+    report = tmp_path / "report.html"
+    args = [a.format(backup=backup_id, url=broken, out=report) for a in command]
     env = {**stack_env, "LAKE_URI": root.as_uri(), "WAREHOUSE_URL": broken}
     line = error_line(run(*args, env=env), REASON[fault])
     assert "Check" in line and ("URL" in line or "--target" in line)  # what to do: check the URL named
     assert make_url(broken).password not in line
     assert tree_digest(root) == before  # no half-written backup, the existing one untouched
+    assert not report.exists()
 
 
 def test_the_flag_names_the_warehouse_like_the_variable(warehouse, stack_env):

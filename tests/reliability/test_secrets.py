@@ -81,6 +81,7 @@ def _drive(stack_env, tmp: Path, cycle: bool) -> dict:
             done["migrate, wrong password"] = _cli("migrate", env=bad_pw)
             done["status, wrong password"] = _cli("status", env=bad_pw)
             done["backup, wrong password"] = _cli("backup", env=bad_pw)
+            done["report, wrong password"] = _cli("report", "--out", str(tmp / "report.html"), env=bad_pw)
             done["restore, wrong password"] = _cli("restore", done["backup"].stdout.strip().splitlines()[-1]
                                                    if done["backup"].returncode == 0 else "20260101T000000Z",
                                                    "--force", env=bad_pw)
