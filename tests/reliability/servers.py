@@ -224,8 +224,9 @@ def finish(world: OwnWorld, **check) -> dict:
     return summary
 
 
-def wait_for(condition: Callable[[], bool], what: str, step: StepRun | None = None, timeout: float = 300) -> None:
-    """Poll until `condition` holds; fails if the step ended first or the bound passes."""
+def wait_for(condition: Callable[[], bool], what: str, step: StepRun | None = None,
+             timeout: float = STEP_TIMEOUT) -> None:
+    """Poll until `condition` holds; fails (killing the step) if the step ended first or the bound passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -234,6 +235,8 @@ def wait_for(condition: Callable[[], bool], what: str, step: StepRun | None = No
             raise AssertionError(f"`cryptolake {' '.join(step.args)}` ended (exit {step.process.returncode}) "
                                  f"before {what}: {step.stderr()[-2000:]}")
         time.sleep(0.2)
+    if step is not None:
+        step.kill()
     raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
 
 
