@@ -36,6 +36,7 @@ MAX_STALENESS_DAYS = 7       # a reference close/rank or a fear & greed value ma
 LOOKBACK_DAYS = max(HORIZONS) + MAX_STALENESS_DAYS
 SENTIMENT_SOURCES = ("fear_greed_latest", "fear_greed_historical")
 DATE_COLUMN = "feature_date"
+SENTIMENT_COLUMNS = "snapshot_timestamp timestamp, source string, fear_greed_score int, sentiment_label string"
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,8 @@ def compute(current: DataFrame, prior: DataFrame | None = None, fear_greed: Data
 def _with_fear_greed(rows: DataFrame, fear_greed: DataFrame | None) -> DataFrame:
     """The fear & greed value of each feature day: the newest one published before the day ended, at most
     MAX_STALENESS_DAYS old (ties: the `latest` endpoint's). Joined per day, not per coin: a few rows."""
-    if fear_greed is None:
-        return rows.withColumn("_fg", F.lit(None).cast(
-            "struct<snapshot_timestamp:timestamp,source:string,fear_greed_score:int,sentiment_label:string>")) \
-            .withColumn("fear_greed_score", F.lit(None).cast("int")) \
-            .withColumn("fear_greed_label", F.lit(None).cast("string"))
+    if fear_greed is None:  # no sentiment in the lake yet: the same join, with no values
+        fear_greed = rows.sparkSession.createDataFrame([], SENTIMENT_COLUMNS)
     day = F.col(DATE_COLUMN)
     days = rows.select(DATE_COLUMN).distinct()
     values = fear_greed.select(F.struct("snapshot_timestamp", "source", "fear_greed_score", "sentiment_label")

@@ -226,3 +226,7 @@ def test_hand_checked_values_on_a_tiny_frame(spark):
     assert out[9].fear_greed_label == "Fear"
     assert out[8].as_of_timestamp == at(day0 + timedelta(days=8), 17).replace(tzinfo=None)
     assert out[10].as_of_timestamp == datetime.combine(day0 + timedelta(days=10), time(23, 59, 59))
+    # a lake without sentiment yet: no fear & greed, and the market snapshot is the newest input
+    without = compute(current, prior).collect()
+    assert {r.fear_greed_score for r in without} == {None}
+    assert all(r.as_of_timestamp == r.snapshot_timestamp for r in without)
