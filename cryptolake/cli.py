@@ -141,11 +141,15 @@ def load(ctx: Context, group: str, tables: tuple[str, ...], as_of_version: int |
 
 
 def _tables_of_group(step: str, group: str, tables: tuple[str, ...]) -> list[str] | None:
-    """--table values checked against the group's silver tables (a usage error, before Spark starts); sets the
-    log context of a Spark step."""
+    """--table values checked against the group's silver (and, for transform, gold) tables (a usage error, before
+    Spark starts); sets the log context of a Spark step."""
     from cryptolake.spark_apps.transform.tables import tables_of
 
     known = [t.name for t in tables_of(group)]
+    if step == "transform":  # the transform also builds the group's gold feature tables
+        from cryptolake.spark_apps.transform.features import features_of
+
+        known += [f.name for f in features_of(group)]
     unknown = [t for t in tables if t not in known]
     if unknown:
         raise click.UsageError(f"{', '.join(unknown)} not in group {group}; choose from: {', '.join(known)}")
