@@ -23,7 +23,7 @@ def _checker(var) -> str:
     return var.check.__qualname__.split(".")[0]
 
 
-UNREACHABLE_WAREHOUSE = "postgresql+psycopg2://nobody:nothing@127.0.0.1:9/none"  # never touched by a usage error
+UNREACHABLE_WAREHOUSE = "postgresql+psycopg2://nobody:pw-unused-4c1e@127.0.0.1:9/none"  # never touched by a usage error
 CHECKED = [var for var in SETTINGS if var.check]
 CASES = [(var.env, value) for var in CHECKED for value in BAD_VALUES.get(_checker(var), [])]
 
