@@ -79,11 +79,8 @@ class World:
             found["sandbox.log"] = self.sandbox_log.read_text(errors="replace")
         return found
 
-    def reset_sandbox(self) -> None:
-        """No fault left, usage forgotten (the month's quota), the clock back at the start."""
-        self.sandbox.control("DELETE", "faults")
-        self.sandbox.control("POST", "usage/reset")
-        self.sandbox.set_clock(SANDBOX_START)
+    def fault(self, **spec) -> None:
+        self.sandbox.control("POST", "faults", spec)
 
 
 def start_world(stack_env: dict[str, str], database_url: str, spark, tmp_dir: Path, *flags: str) -> World:
@@ -98,9 +95,9 @@ def start_world(stack_env: dict[str, str], database_url: str, spark, tmp_dir: Pa
     return World(settings_for(env["LAKE_URI"], env), Sandbox(url, process), env, api_key, spark, log)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def warehouse_url(stack_env) -> Iterator[str]:
-    """A fresh database at head for the module, dropped after it."""
+    """A fresh database at head for the matrix, dropped after it."""
     with fresh_database(stack_env["WAREHOUSE_URL"]) as url:
         engine = engine_for(url)
         upgrade(engine)
@@ -108,10 +105,11 @@ def warehouse_url(stack_env) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def world(stack_env, warehouse_url, spark, tmp_path_factory) -> Iterator[World]:
-    """One world per module: scenarios share its lake and warehouse, and each adds cycles to them, so every
-    check covers all that the module's scenarios did. In-process log lines are captured the whole time."""
+    """One world for the fast half of the matrix: an init cycle costs minutes, so scenarios share its lake and
+    warehouse and each adds cycles; every check covers all the scenarios before it did too. In-process log
+    lines are captured the whole time."""
     made = start_world(stack_env, warehouse_url, spark, tmp_path_factory.mktemp("reliability"))
     handler = logging.StreamHandler(made._log)
     handler.setFormatter(logs.JsonFormatter())
@@ -121,6 +119,9 @@ def world(stack_env, warehouse_url, spark, tmp_path_factory) -> Iterator[World]:
     root.addHandler(handler)
     root.setLevel(min(level, logging.INFO) if level else logging.INFO)
     try:
+        steps = made.cycle("init")
+        assert all(s.exit_code == 0 for s in steps), f"the init cycle failed: {steps}"
+        made.sandbox.control("POST", "clock", {"advance_seconds": 3600})
         yield made
     finally:
         root.removeHandler(handler)
@@ -131,8 +132,9 @@ def world(stack_env, warehouse_url, spark, tmp_path_factory) -> Iterator[World]:
 
 @pytest.fixture
 def fresh(world) -> Iterator[World]:
-    """The module's world with no fault left and the sandbox's usage forgotten (clock unchanged)."""
+    """The world with no fault left and the sandbox's usage forgotten; the clock an hour on afterwards."""
     world.sandbox.control("DELETE", "faults")
     world.sandbox.control("POST", "usage/reset")
     yield world
     world.sandbox.control("DELETE", "faults")
+    world.sandbox.control("POST", "clock", {"advance_seconds": 3600})
