@@ -17,6 +17,10 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
+import plotly.offline
+from plotly.subplots import make_subplots
+
 from cryptolake import logs
 from cryptolake.errors import CryptolakeError
 from cryptolake.ledger import STATUSES
@@ -118,8 +122,6 @@ def read_market(url: str) -> dict[str, list[dict[str, Any]]]:
 # -- rendering -------------------------------------------------------------------------------------------------
 def render(health, data: dict[str, list[dict[str, Any]]], now: datetime) -> tuple[str, list[str]]:
     """(the HTML page, the section titles in order)"""
-    import plotly.offline
-
     groups = {t.table: t.groups for t in health.tables}
     sections = [
         ("Total market cap and BTC/ETH dominance", _market(data["global"], groups)),
@@ -147,9 +149,6 @@ def _data_range(data: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def _market(rows, groups) -> str:
-    from plotly.subplots import make_subplots
-    import plotly.graph_objects as go
-
     if not rows:
         return _empty("fact_global_market", groups)
     x = [r["snapshot_timestamp"] for r in rows]
@@ -165,8 +164,6 @@ def _market(rows, groups) -> str:
 
 
 def _movers(rows, groups) -> str:
-    import plotly.graph_objects as go
-
     if not rows:
         return _empty("fact_crypto_market", groups)
     at = _stamp(rows[0]["snapshot_timestamp"])
@@ -183,8 +180,6 @@ def _movers(rows, groups) -> str:
 
 
 def _risk(rows, groups) -> str:
-    import plotly.graph_objects as go
-
     if not rows:
         return _empty("fact_crypto_daily", groups, "with a 30-day volatility")
     day = rows[0]["day"]
@@ -201,8 +196,6 @@ def _risk(rows, groups) -> str:
 
 
 def _categories(rows, groups) -> str:
-    import plotly.graph_objects as go
-
     if not rows:
         return _empty("fact_crypto_category", groups)
     moments = sorted({r["snapshot_timestamp"] for r in rows})
@@ -224,8 +217,6 @@ def _categories(rows, groups) -> str:
 
 
 def _sentiment(rows, groups) -> str:
-    import plotly.graph_objects as go
-
     if not rows:
         return _empty("fact_market_sentiment", groups)
     fig = go.Figure()
@@ -244,9 +235,6 @@ def _sentiment(rows, groups) -> str:
 
 def _health(health) -> str:
     """Runs per step and outcome, credits against the plan, freshness per table: all from `status`."""
-    from plotly.subplots import make_subplots
-    import plotly.graph_objects as go
-
     c = health.credits
     latest = {(step, r.name): r.status for t in health.tables for step, runs in t.runs.items() for r in runs}
     steps = ("extract", "transform", "load")
@@ -273,8 +261,6 @@ def _health(health) -> str:
 
 
 def _freshness(health) -> str:
-    import plotly.graph_objects as go
-
     if all(t.refreshed_at is None for t in health.tables):
         return _note("No warehouse table has been loaded yet.") + _table(health)
     hours = [None if t.refreshed_at is None else (health.now - t.refreshed_at).total_seconds() / 3600

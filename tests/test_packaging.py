@@ -78,7 +78,7 @@ def test_the_wheel_holds_every_module_and_the_pom(wheel):
     [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "License-Expression: Apache-2.0" in text
-    extras = {"extract", "sandbox", "spark", "warehouse", "airflow", "dev"}
+    extras = {"extract", "sandbox", "spark", "warehouse", "report", "airflow", "dev"}
     assert set(re.findall(r"^Provides-Extra: (\S+)$", text, re.M)) == extras
 
 
@@ -104,7 +104,7 @@ def test_the_installed_wheel_runs_the_extractor_image_commands_outside_the_check
     assert list(lake.glob("bronze/key_info/snapshot_date=*/key_info-*.parquet"))
     assert (done := run("transform", "--help")).returncode == 0 and "--group" in done.stdout, done.stderr
     for args, extra in ((("transform", "--group", "daily"), "spark"), (("sandbox", "serve", "--port", "1"), "sandbox"),
-                        (("migrate",), "warehouse")):
+                        (("migrate",), "warehouse"), (("report", "--out", "r.html"), "report")):
         done = run(*args)
         assert done.returncode == 1
         assert done.stderr.strip().splitlines() == [
