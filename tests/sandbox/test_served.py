@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.sandbox.conftest import FAST_PLAN, START
-
-LISTINGS = "/v1/cryptocurrency/listings/latest"
-
-
-@pytest.fixture(scope="module")
-def server(sandbox_factory):
-    return sandbox_factory("--coins", "300", "--exchanges", "20", "--categories", "20", "--clock", "simulated",
-                           "--start", START, "--rate", "0", *FAST_PLAN)
+from tests.sandbox.conftest import START
+from tests.sandbox.test_faults import LISTINGS, server  # noqa: F401 (the fault tests' small server, shared)
 
 
 @pytest.fixture(autouse=True)
