@@ -164,7 +164,10 @@ def test_a_whole_cycle_leaks_no_secret_in_logs_ledger_or_spark_event_logs(stack_
     runs = _drive(stack_env, tmp_path, cycle=True)
     _assert_scenarios_happened(runs)
     assert Ledger(runs["lake"]).latest("load", "fact_global_market").status == "success"
-    assert runs["done"]["load, wrong password"].returncode != 0
+    load = runs["done"]["load, wrong password"]
+    # the run's last line says what failed and where the details are (its JSON log lines carry the errors)
+    assert load.returncode != 0
+    assert load.stderr.strip().splitlines()[-1].startswith("error: load 10x: "), load.stderr[-2000:]
     outputs = _outputs(runs)
     assert any(name.startswith("lake:spark-events/") for name in outputs), "no Spark event log to scan"
     assert_no_secrets(outputs, runs["secrets"])
