@@ -30,6 +30,7 @@ from cryptolake.status import FAILING, NEVER, OK, STALE, _age, gather
 TOP_CATEGORIES = 8  # categories drawn on their own in the dominance plot; the rest is "other"
 MOVERS_PERIOD = "24h"  # bi.top_movers' period the top-movers plot shows
 VOLATILITY_WINDOW_DAYS = 30  # fact_crypto_daily's volatility_30d window, and the return window beside it
+RISK_COINS = 100  # the volatility plot's coins: the best ranked (a scatter of thousands is unreadable)
 STATE_COLOURS = {OK: "#2ca02c", STALE: "#ff7f0e", FAILING: "#d62728", NEVER: "#7f7f7f"}
 OUTCOME_COLOURS = dict(zip(STATUSES, ("#2ca02c", "#ff7f0e", "#9467bd", "#d62728")))  # the ledger's order
 FEAR_GREED_BANDS = ((0, 25, "#d62728", "extreme fear"), (25, 45, "#ff7f0e", "fear"), (45, 55, "#bcbd22", "neutral"),
@@ -41,14 +42,16 @@ QUERIES = {
                  FROM dw.fact_global_market ORDER BY snapshot_timestamp""",
     "movers": """SELECT symbol, name, direction, mover_rank, percent_change, snapshot_timestamp
                  FROM bi.top_movers WHERE period = :period ORDER BY percent_change""",
-    "risk": """WITH latest AS (SELECT max(day) AS day FROM bi.daily_risk WHERE volatility_30d IS NOT NULL)
-               SELECT r.symbol, r.name, latest.day, r.volatility_30d,
+    "risk": """WITH latest AS (SELECT max(day) AS day FROM bi.daily_risk WHERE volatility_30d IS NOT NULL),
+                    coins AS (SELECT r.crypto_id, r.symbol, r.name, r.day, r.volatility_30d
+                              FROM latest JOIN bi.daily_risk r ON r.day = latest.day AND r.volatility_30d IS NOT NULL
+                              LEFT JOIN bi.latest_quote q USING (crypto_id)
+                              ORDER BY q.cmc_rank NULLS LAST, r.crypto_id LIMIT :coins)
+               SELECT c.symbol, c.name, c.day, c.volatility_30d,
                       sum(w.log_return) AS window_log_return, count(w.log_return) AS returns
-               FROM latest
-               JOIN bi.daily_risk r ON r.day = latest.day AND r.volatility_30d IS NOT NULL
-               JOIN bi.daily_risk w ON w.crypto_id = r.crypto_id AND w.day > latest.day - :window
-                                   AND w.day <= latest.day
-               GROUP BY r.symbol, r.name, latest.day, r.volatility_30d
+               FROM coins c
+               JOIN bi.daily_risk w ON w.crypto_id = c.crypto_id AND w.day > c.day - :window AND w.day <= c.day
+               GROUP BY c.symbol, c.name, c.day, c.volatility_30d
                HAVING count(w.log_return) > 0""",
     "categories": """WITH totals AS (SELECT snapshot_timestamp, sum(market_cap) AS total FROM bi.category_performance
                                      GROUP BY snapshot_timestamp),
@@ -109,7 +112,7 @@ def read_market(url: str) -> dict[str, list[dict[str, Any]]]:
 
     from cryptolake.warehouse.migrate import engine_for
 
-    params = {"period": MOVERS_PERIOD, "window": VOLATILITY_WINDOW_DAYS, "top": TOP_CATEGORIES}
+    params = {"period": MOVERS_PERIOD, "window": VOLATILITY_WINDOW_DAYS, "top": TOP_CATEGORIES, "coins": RISK_COINS}
     engine = engine_for(url)
     try:
         with engine.connect() as connection:
@@ -191,8 +194,9 @@ def _risk(rows, groups) -> str:
                       "over %{customdata[1]} daily returns<extra></extra>"))
     fig.update_xaxes(title_text="30-day volatility (std of daily log returns)")
     fig.update_yaxes(title_text=f"log return over the last {VOLATILITY_WINDOW_DAYS} days", zeroline=True)
-    return _figure(fig, f"Per coin on {day}: 30-day volatility against the sum of its daily log returns over the "
-                        f"last {VOLATILITY_WINDOW_DAYS} days (bi.daily_risk from dw.fact_crypto_daily)")
+    return _figure(fig, f"{len(rows)} coins (at most the {RISK_COINS} best ranked) on {day}: 30-day volatility "
+                        f"against the sum of the daily log returns over the last {VOLATILITY_WINDOW_DAYS} days (bi.daily_risk from "
+                        "dw.fact_crypto_daily; rank from bi.latest_quote)")
 
 
 def _categories(rows, groups) -> str:
