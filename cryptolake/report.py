@@ -195,8 +195,8 @@ def _risk(rows, groups) -> str:
     fig.update_xaxes(title_text="30-day volatility (std of daily log returns)")
     fig.update_yaxes(title_text=f"log return over the last {VOLATILITY_WINDOW_DAYS} days", zeroline=True)
     return _figure(fig, f"{len(rows)} coins (at most the {RISK_COINS} best ranked) on {day}: 30-day volatility "
-                        f"against the sum of the daily log returns over the last {VOLATILITY_WINDOW_DAYS} days (bi.daily_risk from "
-                        "dw.fact_crypto_daily; rank from bi.latest_quote)")
+                        f"against the sum of the daily log returns over the last {VOLATILITY_WINDOW_DAYS} days "
+                        "(bi.daily_risk from dw.fact_crypto_daily; rank from bi.latest_quote)")
 
 
 def _categories(rows, groups) -> str:
