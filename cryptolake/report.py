@@ -13,7 +13,7 @@ import html
 import os
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,9 @@ def _market(rows, groups) -> str:
                                  mode="lines+markers", line={"color": colour, "dash": "dot"}), secondary_y=True)
     fig.update_yaxes(title_text="USD", secondary_y=False)
     fig.update_yaxes(title_text="dominance, % of total cap", secondary_y=True, rangemode="tozero")
+    if len(set(x)) == 1:  # one snapshot: a day around it and axes from zero, not a range of milliseconds
+        fig.update_xaxes(range=[x[0] - timedelta(hours=12), x[0] + timedelta(hours=12)])
+        fig.update_yaxes(rangemode="tozero", tickformat=".3s", secondary_y=False)
     return _figure(fig, "Whole market per global-metrics snapshot (dw.fact_global_market)")
 
 
