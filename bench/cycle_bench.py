@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--pg-port", type=int, default=25632)
     parser.add_argument("--s3-port", type=int, default=19400)
     parser.add_argument("--sandbox-port", type=int, default=18480)
+    parser.add_argument("--history-port", type=int, default=18481)
     parser.add_argument("--keep-stack", action="store_true", help="leave the bench's stack running afterwards")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -171,7 +172,8 @@ def main() -> None:
     from cryptolake.warehouse.migrate import migrate
 
     logs.configure(json_lines=False, level=40)
-    stack = LocalStack(args.state_dir, pg_port=args.pg_port, s3_port=args.s3_port, sandbox_port=args.sandbox_port)
+    stack = LocalStack(args.state_dir, pg_port=args.pg_port, s3_port=args.s3_port, sandbox_port=args.sandbox_port,
+                       history_port=args.history_port)
     print(f"starting the bench's stack in {args.state_dir}", file=sys.stderr)
     stack.up()
     try:
