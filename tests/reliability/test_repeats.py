@@ -1,5 +1,6 @@
 """Repeats and order: every step run twice, steps out of order, two loads of one group at once, the clock moving
-backwards between runs. Each scenario ends with the independent check and the secret scan."""
+backwards between runs. Each scenario ends with the independent check and the secret scan. The two slowest
+(concurrent loads, clock) belong to the slow half (`make reliability`)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ def test_a_whole_run_twice_adds_one_snapshot_per_run_and_nothing_twice(fresh):
     checked(fresh)
 
 
+@pytest.mark.reliability  # slow half (`make reliability`): two extra JVMs, minutes on a shared machine
 def test_two_loads_of_the_same_group_at_once_refuse_cleanly_and_lose_nothing(fresh):
     assert extract(fresh, "10x") == 0 and transform(fresh.settings, "10x", spark=fresh.spark) == 0
     env = {**fresh.env, "SPARK_LOCAL_IP": "127.0.0.1"}
@@ -99,6 +101,7 @@ def test_two_loads_of_the_same_group_at_once_refuse_cleanly_and_lose_nothing(fre
     checked(fresh)
 
 
+@pytest.mark.reliability  # slow half: four extractions and three cycles; tests/extract/test_clock.py is the fast proof
 def test_the_clock_moving_backwards_between_runs_loses_and_duplicates_nothing(fresh):
     """Extraction stamped by the sandbox's clock (as when replaying a simulated market), set back between runs
     by a day and then by two weeks (past the transform watermark's grace): every snapshot still reaches silver
