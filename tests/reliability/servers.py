@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +100,7 @@ class OwnStack:
         self.sandbox.process.wait(timeout=20)
         self.local.s3.down()
         self.local.postgres.down()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def env(self, lake_uri: str, warehouse_url: str) -> dict[str, str]:
         """The environment of a step against this stack (this sandbox and its key, not the local stack's)."""
