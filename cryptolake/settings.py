@@ -153,6 +153,9 @@ SETTINGS: tuple[Variable, ...] = (
     Variable("DELTA_VACUUM_RETENTION_HOURS", "delta_vacuum_retention_hours",
              "hours of silver Delta history kept by the weekly VACUUM (time travel, --as-of-version)",
              lambda: "168", _check_positive_int("DELTA_VACUUM_RETENTION_HOURS"), int),
+    Variable("LOAD_LOCK_WAIT_SECONDS", "load_lock_wait_seconds",
+             "seconds a load waits for another load of the same table to end before it refuses that table",
+             lambda: "600", _check_positive_int("LOAD_LOCK_WAIT_SECONDS"), int),
     Variable("BACKUP_KEEP", "backup_keep",
              "complete warehouse backups kept under gold/backups by `cryptolake backup` (older ones are deleted)",
              lambda: "8", _check_positive_int("BACKUP_KEEP"), int),
@@ -184,6 +187,7 @@ class Settings:
     cmc_run_ceiling_factor: float
     cmc_run_ceiling_extra: int
     delta_vacuum_retention_hours: int
+    load_lock_wait_seconds: int
     backup_keep: int
     spark_classpath: str
 

@@ -1,7 +1,7 @@
 """Silver Delta -> PostgreSQL warehouse, one dw table at a time, in foreign-key order (DESIGN.md, Load semantics).
 
 Per table:
-  advisory lock (a second load of the same table refuses) -> the silver rows changed since the watermark
+  advisory lock (a second load of the same table waits, at most LOAD_LOCK_WAIT_SECONDS, then refuses) -> the silver rows changed since the watermark
   (change data feed; the first load reads the table at its current version) -> latest row per primary key
   -> Spark JDBC into an UNLOGGED staging table meta.load_stage_<table> -> ONE transaction: pending rejected
   rows join the staged rows, rows with a NULL key or an unknown foreign key go to meta.rejected_rows (with
@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from sqlalchemy import Table, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from cryptolake import logs, progress
@@ -34,10 +34,11 @@ from cryptolake.warehouse.models import load_order, upsert_kind
 from cryptolake.warehouse.runs import mirror_ledger
 
 log = logs.get(__name__)
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock wait that ran out of lock_timeout
 
 
 class LoadRefused(CryptolakeError):
-    """Another load of the same table holds its advisory lock."""
+    """Another load of the same table held its advisory lock for longer than the load would wait."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ def load_group(spark: SparkSession, settings: Settings, group: str, *, tables: l
                 bar.set_postfix_str(table.name)
                 with logs.context(table=table.name):
                     _soft(outcome, table.name, lambda: outcome.tables.append(
-                        TableLoader(spark, engine, jdbc, lake, table, group, as_of_version).run()))
+                        TableLoader(spark, engine, jdbc, lake, table, group, as_of_version,
+                                    lock_wait_seconds=settings.load_lock_wait_seconds).run()))
                 bar.update()
         _soft(outcome, "meta.runs", lambda: mirror_ledger(engine, lake))
     finally:
@@ -123,7 +125,8 @@ class TableLoader:
     `as_of`, so the next plain load brings the later versions back)."""
 
     def __init__(self, spark: SparkSession, engine: Engine, jdbc: Jdbc, lake: Lake, table: Table, group: str,
-                 as_of: int | None = None):
+                 as_of: int | None = None, *, lock_wait_seconds: int = 0):
+        self.lock_wait_seconds = lock_wait_seconds
         self.spark, self.engine, self.jdbc, self.lake, self.table, self.group = spark, engine, jdbc, lake, table, group
         self.as_of = as_of
         self.name = table.name
@@ -167,11 +170,22 @@ class TableLoader:
 
     # -- PostgreSQL ------------------------------------------------------------------------------------------
     def _lock(self, session: Connection) -> None:
-        """A session advisory lock, released when the load ends or its process dies."""
-        if not session.execute(text("SELECT pg_try_advisory_lock(hashtext(:k))"),
-                               {"k": f"cryptolake-load:{self.name}"}).scalar():
-            raise LoadRefused(f"load of {self.name} refused: another load of this table is running "
-                              "(PostgreSQL advisory lock)", "Run it again once that load has ended")
+        """A session advisory lock, released when the load ends or its process dies. Another load of the table
+        is waited for, within a bound: two loads of one group then take the tables one after the other, both in
+        the foreign-key order, so they cannot deadlock and both end with every table loaded."""
+        session.execute(text("SELECT set_config('lock_timeout', :t, false)"),
+                        {"t": f"{self.lock_wait_seconds * 1000 or 1}ms"})  # 0 ms would mean wait forever
+        try:
+            session.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"cryptolake-load:{self.name}"})
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
+                raise
+        finally:
+            session.execute(text("SELECT set_config('lock_timeout', '0', false)"))
+        raise LoadRefused(f"load of {self.name} refused: another load of this table is running (PostgreSQL advisory "
+                          f"lock) and did not end within {self.lock_wait_seconds} s",
+                          "Run it again once that load has ended, or raise LOAD_LOCK_WAIT_SECONDS")
 
     def _create_stage(self, session: Connection) -> None:
         """A fresh UNLOGGED copy of the target's columns, without constraints (bad keys are caught in SQL)."""

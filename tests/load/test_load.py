@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -146,20 +147,45 @@ def test_the_password_reaches_neither_spark_conf_nor_the_ledger(loads, spark):
         assert password not in record.to_json().decode() and record.upstream["to_version"] >= 0
 
 
-def test_a_second_load_of_the_same_table_refuses_with_one_clear_line(loads):
+def load_table(loads, table: str, wait_seconds: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cryptolake", "--log-json", "load", "--group", "10x", "--table", table],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "LAKE_URI": loads.root.as_uri(), "WAREHOUSE_URL": loads.url,
+             "LOAD_LOCK_WAIT_SECONDS": str(wait_seconds)})
+
+
+def test_a_second_load_of_the_same_table_refuses_after_its_wait_with_one_clear_line(loads):
     with loads.engine.connect() as holder:  # as if another load of the table were running
         holder.execute(text("SELECT pg_advisory_lock(hashtext('cryptolake-load:fact_global_market'))"))
-        done = subprocess.run(
-            [sys.executable, "-m", "cryptolake", "--log-json", "load", "--group", "10x", "--table",
-             "fact_global_market"], capture_output=True, text=True, cwd=REPO, timeout=600,
-            env={**os.environ, "PYTHONPATH": str(REPO), "LAKE_URI": loads.root.as_uri(), "WAREHOUSE_URL": loads.url})
-        # a session lock outlives the block in the pool: give it back, as the ended load would
-        holder.execute(text("SELECT pg_advisory_unlock(hashtext('cryptolake-load:fact_global_market'))"))
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert "load of fact_global_market refused: another load of this table is running" in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("error: load 10x: fact_global_market failed")
-    assert loads.engine.url.password not in done.stderr + done.stdout
+        try:
+            out, err = load_table(loads, "fact_global_market", wait_seconds=2).communicate(timeout=600)
+        finally:  # a session lock outlives the block in the pool: give it back, as the ended load would
+            holder.execute(text("SELECT pg_advisory_unlock(hashtext('cryptolake-load:fact_global_market'))"))
+    assert "load of fact_global_market refused: another load of this table is running (PostgreSQL advisory lock) " \
+           "and did not end within 2 s" in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("error: load 10x: fact_global_market failed")
+    assert loads.engine.url.password not in err + out
     assert Ledger(loads.lake).latest("load", "fact_global_market", ("failed",)) is not None
+
+
+def test_a_second_load_of_the_same_table_waits_for_the_first_and_then_loads(loads):
+    waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    with loads.engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(hashtext('cryptolake-load:fact_market_sentiment'))"))
+        try:
+            load = load_table(loads, "fact_market_sentiment", wait_seconds=600)
+            for _ in range(600):  # bounded: until the load is seen waiting on the lock (or has ended)
+                if holder.execute(waiting).scalar() or load.poll() is not None:
+                    break
+                time.sleep(0.5)
+            seen_waiting = bool(holder.execute(waiting).scalar())
+        finally:
+            holder.execute(text("SELECT pg_advisory_unlock(hashtext('cryptolake-load:fact_market_sentiment'))"))
+    out, err = load.communicate(timeout=600)
+    assert seen_waiting, err[-3000:]
+    assert load.returncode == 0, err[-3000:]
+    assert Ledger(loads.lake).latest("load", "fact_market_sentiment", ("success", "skipped")) is not None
 
 
 @pytest.fixture(scope="module")
