@@ -293,6 +293,7 @@ class ExtractRun:
         self.requests = 0  # logical calls (a retried call counts once), for the ceiling
         self.ceiling: Ceiling | None = None
         self.stopped: str | None = None  # why the run stopped before its plan's end
+        self.quota_stop: QuotaExhausted | None = None  # the plan's quota ran out: the pages already paid are kept
 
     def last_full_scan(self) -> RunRecord | None:
         return next((r for r in reversed(self.history) if r.details.get("full_scan")), None)
@@ -344,6 +345,9 @@ class ExtractRun:
                     return
                 page = self._fetch(chunk)
                 bar.update()
+                if self.quota_stop:
+                    plan.close()
+                    return
                 if page is not None and page.batch.num_rows:
                     yield page.batch
                 try:
@@ -362,8 +366,9 @@ class ExtractRun:
                 self.record.credits += ex.credits.of(chunk.size)
             self._quarantine(chunk, err, payload=err.raw.decode("utf-8", errors="replace"))
             return None
-        except QuotaExhausted:
-            raise
+        except QuotaExhausted as err:  # ends the batches, so the pages fetched so far are still written
+            self.quota_stop = err
+            return None
         except CmcError as err:
             if err.http_status in (401, 402, 403) or (err.http_status == 400 and not chunk.ids):
                 raise  # configuration: every other chunk would fail the same way

@@ -101,13 +101,15 @@ def run_extractor(job: Job | Extractor, settings: Settings, lake: Lake, client: 
                 _write_if_changed(run)
             else:
                 run.write(run.batches(), PART_ROWS)
-        except QuotaExhausted as err:
-            quota_hit = True
-            record.error = str(err)
-            log.error("%s stopped: %s", extractor.name, err)
+        except QuotaExhausted as err:  # outside a page fetch (a page's stop is run.quota_stop)
+            run.quota_stop = err
         finally:
             if governor:
                 governor.spend(record.credits)
+        if run.quota_stop:
+            quota_hit = True
+            record.error = str(run.quota_stop)
+            log.error("%s stopped: %s", extractor.name, run.quota_stop)
         record.details.update(calls=client.calls - calls_before, **run.summary())
         if run.nulled:
             log.warning("%s: values that did not fit their column were stored as NULL: %s", extractor.name,
@@ -155,7 +157,7 @@ def _write_if_changed(run: ExtractRun) -> None:
     """Maps are small (one or two pages): hold them, compare every row, write nothing when unchanged."""
     batches = list(run.batches())
     table = pa.Table.from_batches(batches, schema=run.extractor.schema)
-    if not (run.failed or run.stopped or run.rejected_items) and run.unchanged_since_previous(table):
+    if not (run.failed or run.stopped or run.quota_stop or run.rejected_items) and run.unchanged_since_previous(table):
         run.record.status = "skipped"
         run.record.details.update(unchanged=True, ids=table.num_rows, compared_with=run.previous.run_id)
         log.info("%s: unchanged since %s; nothing written", run.extractor.name, run.previous.run_id)

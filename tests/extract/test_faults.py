@@ -86,6 +86,19 @@ def test_a_run_stops_at_its_ceiling_as_partial(fresh_sandbox, s3_settings, s3_ex
     assert latest(s3_extract_lake, history.name).rows > 1000
 
 
+def test_a_quota_hit_mid_run_keeps_the_pages_already_paid(fresh_sandbox, s3_settings, s3_extract_lake):
+    """The monthly quota runs out on the third page: the two pages fetched (and charged) before it are written
+    and the run is partial, not thrown away as failed."""
+    history = EXTRACTORS["fear_greed_historical"]
+    fresh_sandbox.fault(kind="rate_limit", code=1010, path=history.path, after=2, count=None)
+    assert run_many([history], s3_settings) == 5  # stopped by the quota
+    record = latest(s3_extract_lake, history.name)
+    assert record.status == "partial" and record.rows == 1000 and record.details["requests"] == 3
+    assert record.credits == 2 and "quota" in record.error
+    table = s3_extract_lake.read_parquet(record.files)
+    assert table.num_rows == 1000 and len(table.column("index_timestamp").unique()) == 1000
+
+
 def test_schema_drift(fresh_sandbox, s3_settings, s3_extract_lake):
     fresh_sandbox.fault(kind="drift", path=LISTINGS.path, op="null", field="*.quote.USD", count=1)
     assert run_many([LISTINGS], s3_settings) == 0
