@@ -43,6 +43,10 @@ BAD_VALUES = [
     ("unknown store", {"objectStore": {"type": "ceph"}}, "/objectStore/type"),
     ("not a setting", {"config": {"env": {"CMC_MONTHLY_CREDIT": "1"}}}, "/config/env"),
     ("secret as config", {"config": {"env": {"WAREHOUSE_URL": "postgresql+psycopg2://a:b@c/d"}}}, "/config/env"),
+    ("negative rate limit", {"config": {"env": {"CMC_RATE_LIMIT": "-3"}}}, "/config/env/CMC_RATE_LIMIT"),
+    ("margin of a whole quota", {"config": {"env": {"CMC_CREDIT_MARGIN": 1}}}, "/config/env/CMC_CREDIT_MARGIN"),
+    ("API URL without a scheme", {"config": {"env": {"CMC_BASE_URL": "pro-api.coinmarketcap.com"}}},
+     "/config/env/CMC_BASE_URL"),
     ("password unsafe in a URL", {"postgresql": {"auth": {"password": "p@ss/word"}}}, "/postgresql/auth/password"),
     ("missing password", {"postgresql": {"auth": {"password": ""}}}, "postgresql.auth.password is required"),
     ("missing S3 key", {"objectStore": {"secretAccessKey": ""}}, "objectStore.secretAccessKey is required"),
@@ -225,3 +229,29 @@ def test_config_env_accepts_exactly_the_settings_the_chart_does_not_set_itself()
     in_secret = {"AWS_ACCESS_KEY_ID"}  # with the secret settings
     local_only = {"CRYPTOLAKE_SPARK_CLASSPATH"}  # unused under spark-submit
     assert allowed == {v.env for v in SETTINGS if not v.secret} - from_chart - in_secret - local_only
+
+
+CANDIDATES = ["-3", "0", "0.0", "0.35", ".5", "1", "1.0", "2", "2.5", "007", "lots", "", "http://x", "ftp://x",
+              "https://pro-api.coinmarketcap.com", -3, 0, 0.35, 1, 2, 2.5, True]
+
+
+def test_config_env_takes_exactly_the_values_the_settings_take():
+    """values.yaml is checked at install time as the pods would check it at start: each config.env setting's
+    schema accepts a value exactly when cryptolake/settings.py does (so a typo fails `helm install`, not a pod)."""
+    import json
+
+    import jsonschema
+
+    from cryptolake.settings import SETTINGS
+
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]["properties"]["env"]
+    disagree = []
+    for variable in SETTINGS:
+        if variable.env not in schema["properties"]:
+            continue
+        for value in CANDIDATES:
+            by_schema = jsonschema.Draft7Validator(schema["properties"][variable.env]).is_valid(value)
+            by_settings = variable.check(str(value)) is None and not isinstance(value, bool)
+            if by_schema != by_settings:
+                disagree.append((variable.env, value, by_schema))
+    assert not disagree, f"(setting, value, schema accepts) where the settings disagree: {disagree}"
