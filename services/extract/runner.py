@@ -18,7 +18,7 @@ from cryptolake import logs
 from cryptolake.lake import Lake
 from cryptolake.ledger import STATUSES, Ledger, RunRecord, new_run_id
 from cryptolake.settings import Settings
-from cryptolake.services.client import CmcClient, CmcError, QuotaExhausted
+from cryptolake.services.client import CmcClient, CmcError, PayloadError, QuotaExhausted
 from cryptolake.services.extract.base import ExtractRun, Extractor
 
 log = logs.get(__name__)
@@ -47,13 +47,20 @@ class CreditGovernor:
 
     @classmethod
     def from_key_info(cls, client: CmcClient, settings: Settings) -> "CreditGovernor":
-        data = client.get("/v1/key/info").data
-        plan, month = data.get("plan", {}), data.get("usage", {}).get("current_month", {})
-        if plan.get("rate_limit_minute"):
-            client.pacer.per_minute = int(plan["rate_limit_minute"])
-        quota = int(plan.get("credit_limit_monthly") or settings.cmc_monthly_credits)
-        left = month.get("credits_left")
-        left = int(left) if left is not None else quota - int(month.get("credits_used") or 0)
+        """The month's usage from /v1/key/info. An answer that cannot be read must not stop the group: the
+        quota then comes from the settings and no credit is assumed left, so only low-priority extractors skip."""
+        try:
+            data = client.get("/v1/key/info").data
+            plan, month = data.get("plan") or {}, (data.get("usage") or {}).get("current_month") or {}
+            if plan.get("rate_limit_minute"):
+                client.pacer.per_minute = int(plan["rate_limit_minute"])
+            quota = int(plan.get("credit_limit_monthly") or settings.cmc_monthly_credits)
+            left = month.get("credits_left")
+            left = int(left) if left is not None else quota - int(month.get("credits_used") or 0)
+        except (PayloadError, AttributeError, TypeError, ValueError) as err:
+            log.warning("the month's credit usage is unknown (/v1/key/info unreadable: %s); low-priority "
+                        "extractors skip this run", logs.redact(str(err)))
+            return cls(settings.cmc_monthly_credits, 0, settings.cmc_credit_margin)
         return cls(quota, left, settings.cmc_credit_margin)
 
     def decide(self, priority: str, estimate: int) -> str | None:

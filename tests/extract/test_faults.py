@@ -16,7 +16,7 @@ from cryptolake.ledger import Ledger
 from cryptolake.services.client import CmcClient
 from cryptolake.services.extract import registry
 from cryptolake.services.extract.registry import EXTRACTORS
-from cryptolake.services.extract.runner import run_extractor, run_many
+from cryptolake.services.extract.runner import Job, run_extractor, run_many
 from cryptolake.services.sandbox import DEFAULT_API_KEY
 from tests.conftest import REPO, settings_for
 from tests.extract.conftest import extract_env, start_sandbox
@@ -97,6 +97,20 @@ def test_a_quota_hit_mid_run_keeps_the_pages_already_paid(fresh_sandbox, s3_sett
     assert record.credits == 2 and "quota" in record.error
     table = s3_extract_lake.read_parquet(record.files)
     assert table.num_rows == 1000 and len(table.column("index_timestamp").unique()) == 1000
+
+
+@pytest.mark.parametrize("kind", ["malformed", "shape"])
+def test_an_unreadable_key_info_runs_the_group_without_the_low_priority_jobs(fresh_sandbox, s3_settings,
+                                                                             s3_extract_lake, kind):
+    """The governor's usage answer is broken: the month's usage is unknown, so high-priority jobs run and
+    low-priority ones skip (they would dig into an unknown reserve), instead of the whole group failing."""
+    fresh_sandbox.fault(kind=kind, path="/v1/key/info", count=1)  # the governor's call, not key_info's
+    global_metrics = EXTRACTORS["global_metrics_latest"]
+    jobs = [Job(global_metrics, "high"), Job(LISTINGS, "low")]
+    assert run_many(jobs, s3_settings) == 0
+    assert latest(s3_extract_lake, global_metrics.name).status == "success"
+    skipped = latest(s3_extract_lake, LISTINGS.name)
+    assert skipped.status == "skipped" and "reserve" in skipped.details["skip_reason"] and not skipped.credits
 
 
 def test_schema_drift(fresh_sandbox, s3_settings, s3_extract_lake):
