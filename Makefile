@@ -95,14 +95,13 @@ kind-load: ## Load the four images into the kind cluster's nodes
 	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kind); set -e; $(READ_IMAGES); \
 	kind load docker-image --name '$(KIND_CLUSTER)' "$$extract" "$$spark" "$$sandbox" "$$airflow"
 
-# deploy: the Secrets first (charts/kind-secrets.sh: random values made here for what does not exist yet, CMC_API_KEY
+# deploy: the namespaces with their Pod Security levels (charts/namespaces.sh), the Secrets (charts/kind-secrets.sh:
+# random values made here for what does not exist yet, CMC_API_KEY
 # from the environment), then the charts, the cryptolake chart on those Secrets (existingSecret).
-deploy: ## Secrets, then helm-install the Spark Operator, the cryptolake chart (values-kind.yaml) and Airflow into kind
+deploy: ## Namespaces (Pod Security labels), Secrets, then helm-install the Spark Operator, the cryptolake chart (values-kind.yaml) and Airflow into kind
 	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kubectl helm openssl); set -e; \
 	jobs_ns=$$($(BIN)/python -c 'from cryptolake.pipeline import default; print(default().kubernetes.namespace)'); \
-	for ns in "$$jobs_ns" airflow; do \
-	    kubectl --context $(KUBE_CONTEXT) create namespace "$$ns" --dry-run=client -o yaml \
-	        | kubectl --context $(KUBE_CONTEXT) apply -f - >/dev/null; done; \
+	charts/namespaces.sh $(KUBE_CONTEXT) "$$jobs_ns" airflow spark-operator; \
 	charts/kind-secrets.sh $(KUBE_CONTEXT) "$$jobs_ns" airflow; \
 	helm repo add spark-operator https://kubeflow.github.io/spark-operator --force-update >/dev/null; \
 	helm repo add apache-airflow https://airflow.apache.org --force-update >/dev/null; \

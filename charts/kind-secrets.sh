@@ -2,7 +2,8 @@
 # The Secrets of a kind deployment (`make deploy` runs this before the charts; docs/kubernetes.md, "kind"):
 #   <jobs namespace>: cryptolake-postgresql (password), cryptolake-secrets (CMC_API_KEY, AWS_ACCESS_KEY_ID,
 #     AWS_SECRET_ACCESS_KEY, WAREHOUSE_URL), which the cryptolake chart then uses through its existingSecret knobs;
-#   <airflow namespace>: airflow-metadata and airflow-cryptolake-warehouse (connection), airflow-fernet-key
+#   <airflow namespace>: airflow-metadata, airflow-cryptolake-warehouse and airflow-cryptolake-logs (connection),
+#     airflow-fernet-key
 #     (fernet-key), airflow-api-secret-key (api-secret-key), airflow-jwt-secret (jwt-secret), as
 #     charts/values/airflow.yaml names them.
 # Random values are made here, on this machine, only for what does not exist yet: a re-run keeps every value (the
@@ -80,6 +81,10 @@ apply "$jobs_ns" "$pipeline_secret" CMC_API_KEY "$cmc_key" AWS_ACCESS_KEY_ID "$s
     AWS_SECRET_ACCESS_KEY "$s3_secret_key" WAREHOUSE_URL "postgresql+psycopg2://${server}/${pg_database}"
 apply "$airflow_ns" airflow-metadata connection "postgresql+psycopg2://${server}/${airflow_database}"
 apply "$airflow_ns" airflow-cryptolake-warehouse connection "postgres://${server}/${pg_database}"
+# Airflow's task logs go to the lake's bucket (config.logging of charts/values/airflow.yaml) through this connection.
+s3_endpoint="http://cryptolake-seaweedfs.${jobs_ns}.svc.cluster.local:8333"
+apply "$airflow_ns" airflow-cryptolake-logs connection "{\"conn_type\": \"aws\", \"login\": \"${s3_access_key}\",\
+ \"password\": \"${s3_secret_key}\", \"extra\": {\"endpoint_url\": \"${s3_endpoint}\", \"region_name\": \"us-east-1\"}}"
 apply "$airflow_ns" airflow-fernet-key fernet-key "$fernet"
 apply "$airflow_ns" airflow-api-secret-key api-secret-key "$api_secret"
 apply "$airflow_ns" airflow-jwt-secret jwt-secret "$jwt_secret"

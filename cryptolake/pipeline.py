@@ -116,7 +116,7 @@ class KubernetesPlacement:
     extract_resources: Mapping[str, str]  # cpu, memory, memory_limit
     spark_driver: Mapping[str, Any]  # cores, memory
     spark_executor: Mapping[str, Any]  # instances, cores, memory
-    spark_ttl_seconds: int
+    finished_retention_hours: int  # finished pods and SparkApplications are kept this long
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,8 @@ class _Reader:
     def kubernetes(self, raw: Any) -> KubernetesPlacement:
         where = "kubernetes"
         spec = self.mapping(raw, where, ("namespace", "images", "config_map", "secret", "spark_service_account",
-                                         "extract_resources", "spark_driver", "spark_executor", "spark_ttl_seconds"))
+                                         "extract_resources", "spark_driver", "spark_executor",
+                                         "finished_retention_hours"))
         driver = self.mapping(spec["spark_driver"], f"{where}.spark_driver", ("cores", "memory"))
         executor = self.mapping(spec["spark_executor"], f"{where}.spark_executor", ("instances", "cores", "memory"))
         resources = self.mapping(spec["extract_resources"], f"{where}.extract_resources",
@@ -302,7 +303,7 @@ class _Reader:
             {"instances": self.count(executor["instances"], f"{where}.spark_executor.instances", 1),
              "cores": self.count(executor["cores"], f"{where}.spark_executor.cores", 1),
              "memory": spark_memory(executor, "spark_executor")},
-            self.count(spec["spark_ttl_seconds"], f"{where}.spark_ttl_seconds", 1))
+            self.count(spec["finished_retention_hours"], f"{where}.finished_retention_hours", 1))
 
     def group(self, name: str, raw: Any) -> Group:
         where = f"groups.{name}"

@@ -1,5 +1,5 @@
-"""The Airflow DAGs, built from the pipeline spec: one per frequency group (init, daily, weekly, 5x, 10x) and
-`backup`.
+"""The Airflow DAGs, built from the pipeline spec: one per frequency group (init, daily, weekly, 5x, 10x),
+`backup`, and on the kubernetes backend `housekeeping` (failed pods removed after the retention).
 
 A group's DAG runs its extractors (TaskGroup `extract`, one task each, in the registry's run order), then its
 Spark applications in the spec's order (transform, load), then the post-load SQL on the warehouse connection.
@@ -28,11 +28,14 @@ from cryptolake.pipeline import Pipeline, Schedule
 BACKENDS = ("kubernetes", "local")
 BACKEND_ENV = "CRYPTOLAKE_DAG_BACKEND"
 BACKUP_DAG = "backup"
+HOUSEKEEPING_DAG = "housekeeping"  # kubernetes backend only: failed pods removed after the retention
+HOUSEKEEPING_CRON = "0 6 * * *"  # daily, before the first group of a weekday
 EXTRACT_GROUP = "extract"  # the TaskGroup of a group's extractor tasks
 EXTRACT_FAILED = "extract_failed"
 POST_LOAD_SQL = "post_load_sql"
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)  # fixed and in the past; catchup is off
 RETRY_BACKOFF = 2.0  # each retry waits twice as long as the one before, up to max_retry_delay
+ONCE = "@once"
 
 
 def backend_from_env(environ: Mapping[str, str] | None = None) -> str:
@@ -59,6 +62,8 @@ def build_dags(spec: Pipeline, backend: str, manifest_dir: str | None = None) ->
     tasks = _KubernetesTasks(spec) if backend == "kubernetes" else _LocalTasks(spec)
     dags = {name: _group_dag(spec, name, tasks, backend, manifest_dir) for name in spec.groups}
     dags[BACKUP_DAG] = _backup_dag(spec, tasks, backend)
+    if backend == "kubernetes":
+        dags[HOUSEKEEPING_DAG] = _housekeeping_dag(spec)
     return dags
 
 
@@ -74,9 +79,17 @@ def _timeout(spec: Pipeline, kind: str) -> timedelta:
     return timedelta(minutes=spec.airflow.timeout_minutes[kind])
 
 
-def _schedule(schedule: Schedule | None) -> CronTriggerTimetable | None:
-    # The spec's times are UTC whatever the deployment's default timezone.
-    return None if schedule is None else CronTriggerTimetable(schedule.cron, timezone="UTC")
+def _schedule(schedule: Schedule | None) -> CronTriggerTimetable | str | None:
+    # The spec's times are UTC whatever the deployment's default timezone. A group without a schedule (init)
+    # runs once by itself when its DAG first appears, and on demand after that.
+    return ONCE if schedule is None else CronTriggerTimetable(schedule.cron, timezone="UTC")
+
+
+def _paused_upon_creation(backend: str) -> bool | None:
+    """On a cluster the DAGs start active: a deployment runs its schedule (init first, at once) without anyone
+    unpausing it. The local backend keeps Airflow's setting (paused by default): `make airflow` on a laptop
+    starts nothing by itself."""
+    return False if backend == "kubernetes" else None
 
 
 class ExtractFailedOperator(BaseOperator):
@@ -107,6 +120,7 @@ def _group_dag(spec: Pipeline, name: str, tasks: "_Tasks", backend: str, manifes
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=_paused_upon_creation(backend),
         default_args=default_args(spec),
         doc_md=_group_doc(spec, name, extractors, backend),
         tags=["cryptolake", name, "extract", "spark", backend],
@@ -143,6 +157,7 @@ def _backup_dag(spec: Pipeline, tasks: "_Tasks", backend: str) -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=_paused_upon_creation(backend),
         default_args=default_args(spec),
         doc_md=(f"Dumps the warehouse to the lake's gold layer: `{' '.join(commands.backup())}` "
                 f"(prints the backup id; `cryptolake restore <id>` restores it). Backend: {backend}. "
@@ -154,9 +169,45 @@ def _backup_dag(spec: Pipeline, tasks: "_Tasks", backend: str) -> DAG:
     return dag
 
 
+def _housekeeping_dag(spec: Pipeline) -> DAG:
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    k8s = spec.kubernetes
+    with DAG(
+        dag_id=HOUSEKEEPING_DAG,
+        description="Removes the pipeline's failed pods once they are older than the retention.",
+        schedule=CronTriggerTimetable(HOUSEKEEPING_CRON, timezone="UTC"),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=_paused_upon_creation("kubernetes"),
+        default_args=default_args(spec),
+        doc_md=(f"Deletes the failed extractor and backup pods in `{k8s.namespace}` that ended more than "
+                f"{k8s.finished_retention_hours} hours ago (`kubernetes.finished_retention_hours`); until then "
+                "they stay for `kubectl logs` and `describe`. SparkApplications expire by their "
+                "timeToLiveSeconds. Schedule (UTC): "
+                f"`{HOUSEKEEPING_CRON}`.\n\nGenerated from cryptolake/pipeline.yaml; see docs/orchestration.md."),
+        tags=["cryptolake", HOUSEKEEPING_DAG, "kubernetes"],
+    ) as dag:
+        PythonOperator(task_id="delete_expired_failed_pods", python_callable=_delete_expired_failed_pods,
+                       op_kwargs={"namespace": k8s.namespace, "hours": k8s.finished_retention_hours},
+                       execution_timeout=timedelta(minutes=10))
+    return dag
+
+
+def _delete_expired_failed_pods(namespace: str, hours: int) -> list[str]:
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from cryptolake.orchestration.housekeeping import delete_expired_failed_pods
+
+    # The pod operator's connection: in a worker pod, the cluster's own API with the worker's account.
+    return delete_expired_failed_pods(KubernetesHook().core_v1_client, namespace, timedelta(hours=hours))
+
+
 def _group_doc(spec: Pipeline, name: str, extractors: list[str], backend: str) -> str:
     group = spec.groups[name]
-    when = f"`{group.schedule.cron}` (UTC)" if group.schedule else "on demand (trigger it by hand)"
+    when = (f"`{group.schedule.cron}` (UTC)" if group.schedule else
+            "once by itself when the DAG first appears, then on demand (trigger it by hand)")
     runs = "\n".join(f"- `{' '.join(commands.extract(e, name))}`" for e in extractors)
     apps = "\n".join(f"- `{' '.join(commands.spark_app(app, name))}`" for app in spec.spark_apps)
     sql = "\n".join(f"- `{statement}`" for statement in spec.post_load_sql)
@@ -234,9 +285,12 @@ class _KubernetesTasks(_Tasks):
 
         # The manifest file is found on the DAG's template_searchpath (manifests/spark) and read when the DAG
         # is loaded; non-deferrable and without XCom (known provider bugs), the driver's log in the task log.
+        # The application is not deleted when it ends: a failed one stays for inspection until the operator
+        # removes it after its timeToLiveSeconds (the spec's finished_retention_hours).
         return SparkKubernetesOperator(
             task_id=app, namespace=self.spec.kubernetes.namespace, application_file=manifest_name(group, app),
-            get_logs=True, delete_on_termination=True, do_xcom_push=False, deferrable=False,
+            get_logs=True, delete_on_termination=False, log_events_on_failure=True, do_xcom_push=False,
+            deferrable=False,
             execution_timeout=_timeout(self.spec, "spark"), **kwargs)
 
     def _pod(self, *, task_id: str, name: str, image: str, argv: list[str], run_as_user: int | None,
@@ -266,4 +320,7 @@ class _KubernetesTasks(_Tasks):
             volumes=[k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
             volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
             automount_service_account_token=False,  # the commands never call the Kubernetes API
-            on_finish_action="delete_succeeded_pod", get_logs=True, deferrable=False, **kwargs)
+            # A failed pod stays for inspection (the housekeeping DAG removes it after finished_retention_hours);
+            # its events go to the task log, as do a starting pod's (why it is Pending).
+            on_finish_action="delete_succeeded_pod", log_events_on_failure=True, get_logs=True, deferrable=False,
+            **kwargs)

@@ -31,6 +31,7 @@ MANIFEST_DIR = "manifests/spark"
 # Where the Spark image puts the entry files (spark_apps/<app>/main.py as <app>.py); the Spark image's
 # Dockerfile copies them here.
 APPS_DIR = "/opt/cryptolake/apps"
+TMP_VOLUME = "tmp"
 SPARK_UID = 185  # the official apache/spark images run as uid/gid 185 (USER is a name there, not a number)
 GENERATED = "Generated from cryptolake/pipeline.yaml by `make generate` (python -m cryptolake.orchestration.render)."
 DO_NOT_EDIT = "Do not edit: change the spec and regenerate; tests/orchestration fails when this file drifts."
@@ -81,9 +82,12 @@ def spark_application(spec: Pipeline, group: str, app: str, version: str) -> dic
               "app.kubernetes.io/component": f"spark-{app}", "cryptolake/group": group}
     env_from = [{"configMapRef": {"name": k8s.config_map}}, {"secretRef": {"name": k8s.secret}}]
     security = {"runAsNonRoot": True, "runAsUser": SPARK_UID, "runAsGroup": SPARK_UID,
-                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
                 "seccompProfile": {"type": "RuntimeDefault"}}
-    pod = {"labels": labels, "envFrom": env_from, "securityContext": security}
+    # The root filesystem is read-only: Python's and the JVM's temporary files go to an emptyDir (Spark's own
+    # local directories are emptyDirs Spark adds itself).
+    pod = {"labels": labels, "envFrom": env_from, "securityContext": security,
+           "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}]}
     return {
         "apiVersion": "sparkoperator.k8s.io/v1beta2",
         "kind": "SparkApplication",
@@ -98,9 +102,13 @@ def spark_application(spec: Pipeline, group: str, app: str, version: str) -> dic
             "mainApplicationFile": f"local://{APPS_DIR}/{app}.py",
             "arguments": commands.spark_app_arguments(app, group),
             "sparkConf": dict(SPARK_CONF),
-            "restartPolicy": {"type": "OnFailure", "onFailureRetries": 2, "onFailureRetryInterval": 60,
-                              "onSubmissionFailureRetries": 3, "onSubmissionFailureRetryInterval": 30},
-            "timeToLiveSeconds": k8s.spark_ttl_seconds,
+            # One retry policy, Airflow's (the spec's airflow.retries with backoff): the task fails when the
+            # application fails, so the operator's own restarts would never apply.
+            "restartPolicy": {"type": "Never"},
+            # Kept after it ends, failed or not, for `kubectl describe` and the driver's log; then the operator
+            # deletes it and its driver pod.
+            "timeToLiveSeconds": k8s.finished_retention_hours * 3600,
+            "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
             "driver": {"cores": k8s.spark_driver["cores"], "memory": k8s.spark_driver["memory"],
                        "serviceAccount": k8s.spark_service_account, **pod},
             "executor": {"instances": k8s.spark_executor["instances"], "cores": k8s.spark_executor["cores"],

@@ -92,7 +92,9 @@ def test_network_policies_deny_by_default_then_allow_what_the_pipeline_needs(ren
     components = {dict(k).get("app.kubernetes.io/component"): p for k, p in ingress.items()}
     if store:
         rule = components[store[0]]["spec"]["ingress"]
-        assert rule == [{"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": store[1]}]}]
+        # the namespace's pods, and Airflow's: its task logs go to the lake's bucket
+        airflow = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}}}
+        assert rule == [{"from": [{"podSelector": {}}, airflow], "ports": [{"protocol": "TCP", "port": store[1]}]}]
     if profile != "cloud":
         (rule,) = components["postgresql"]["spec"]["ingress"]
         assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}}} in rule["from"]
@@ -397,6 +399,8 @@ def test_airflow_workers_may_run_pods_and_spark_applications_in_the_jobs_namespa
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
+        # KubernetesPodOperator reads a starting pod's events (Pending, image and scheduling reasons)
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["sparkoperator.k8s.io"], "resources": ["sparkapplications"],
          "verbs": ["create", "get", "list", "watch", "patch", "delete"]},
         {"apiGroups": ["sparkoperator.k8s.io"], "resources": ["sparkapplications/status"], "verbs": ["get"]},

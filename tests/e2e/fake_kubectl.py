@@ -1,5 +1,5 @@
 """A stand-in for kubectl in tests of charts/kind-secrets.sh and `make deploy`: `create ... --dry-run=client -o
-yaml` is the real kubectl (REAL_KUBECTL, exec'd so the process-substitution file descriptors stay open); `get
+yaml` and `label --local` are the real kubectl (REAL_KUBECTL, exec'd so the process-substitution file descriptors stay open); `get
 secret NAME --ignore-not-found -o go-template=...` and `apply -f -` work on a directory of JSON objects
 (FAKE_KUBE_STATE). Every call's argv is appended to FAKE_KUBE_STATE/calls.jsonl; FAKE_KUBE_FAIL_GET=1 makes `get`
 fail as an unreachable cluster does."""
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
         else:
             args.append(argv[i])
             i += 1
-    if args[0] == "create":
+    if args[0] == "create" or (args[0] == "label" and "--local" in args):  # offline: the real one
         real = os.environ["REAL_KUBECTL"]
         os.execv(real, [real, *(["-n", namespace] if namespace else []), *args])
     if args[:2] == ["get", "secret"]:

@@ -56,6 +56,12 @@ def secrets(state: Path) -> dict[tuple[str, str], dict[str, str]]:
     return found
 
 
+def objects(state: Path) -> dict[tuple[str, str, str], dict]:
+    """(kind, namespace, name) -> every object applied."""
+    return {tuple(path.name.removesuffix(".json").split(".", 2)): json.loads(path.read_text())
+            for path in state.glob("*.json")}
+
+
 def airflow_secret_names() -> dict[str, str]:
     """Secret name -> key, as charts/values/airflow.yaml uses them."""
     values = yaml.safe_load(AIRFLOW_VALUES.read_text())
@@ -88,6 +94,13 @@ def test_a_first_run_creates_every_secret_the_charts_name_with_fresh_random_valu
     host = f"cryptolake:{password}@cryptolake-postgresql.{JOBS}.svc.cluster.local:5432"
     assert made[(AIRFLOW, "airflow-metadata")]["connection"] == f"postgresql+psycopg2://{host}/airflow"
     assert made[(AIRFLOW, "airflow-cryptolake-warehouse")]["connection"] == f"postgres://{host}/cryptolake"
+    # task logs: an aws connection to the chart's object store, with the pipeline's S3 keys
+    [settings] = [o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "cryptolake-config"]
+    logs = json.loads(made[(AIRFLOW, "airflow-cryptolake-logs")]["connection"])
+    assert logs == {"conn_type": "aws", "login": pipeline["AWS_ACCESS_KEY_ID"],
+                    "password": pipeline["AWS_SECRET_ACCESS_KEY"],
+                    "extra": {"endpoint_url": settings["data"]["AWS_ENDPOINT_URL"],
+                              "region_name": settings["data"]["AWS_REGION"]}}
     assert len(base64.urlsafe_b64decode(made[(AIRFLOW, "airflow-fernet-key")]["fernet-key"])) == 32
     randoms = [password, pipeline["AWS_SECRET_ACCESS_KEY"], made[(AIRFLOW, "airflow-api-secret-key")]["api-secret-key"],
                made[(AIRFLOW, "airflow-jwt-secret")]["jwt-secret"], made[(AIRFLOW, "airflow-fernet-key")]["fernet-key"]]
@@ -153,7 +166,15 @@ def test_make_deploy_makes_the_secrets_before_the_charts_and_installs_the_chart_
     installs = [i for i, c in enumerate(calls) if c[:3] == ["helm", "upgrade", "--install"]]
     assert [calls[i][3] for i in installs] == ["spark-operator", "cryptolake", "airflow"]
     applies = [i for i, c in enumerate(calls) if c[0] != "helm" and "apply" in c]
-    assert len(applies) == 2 + 7 and max(applies) < installs[0]  # 2 namespaces, 7 Secrets, all before helm
+    namespaces = {name: obj["metadata"]["labels"] for (kind, _, name), obj in objects(state).items()
+                  if kind == "Namespace"}
+    made = secrets(state)
+    assert len(applies) == len(namespaces) + len(made) and max(applies) < installs[0]  # all before helm
+    # the jobs namespace enforces what every pipeline pod is built for; Airflow's and the operator's baseline
+    enforced = {name: labels["pod-security.kubernetes.io/enforce"] for name, labels in namespaces.items()}
+    assert enforced == {JOBS: "restricted", AIRFLOW: "baseline", "spark-operator": "baseline"}
+    creates = [" ".join(c[c.index("create") + 1:][:1]) for c in calls if "create" in c]
+    assert creates.index("secret") > max(i for i, kind in enumerate(creates) if kind == "namespace")  # first
     assert {(ns, name) for ns, name in secrets(state)} >= {(JOBS, "cryptolake-secrets"), (AIRFLOW, "airflow-metadata")}
     cryptolake = " ".join(calls[installs[1]])
     assert "--set secrets.existingSecret=cryptolake-secrets" in cryptolake

@@ -197,13 +197,14 @@ def test_airflow_may_launch_jobs_in_the_jobs_namespace_and_nothing_else(apiserve
     assert launchers(documents, jobs_namespace) == [worker]
     apiserver.kubectl("get", "serviceaccount", airflow["workerServiceAccount"], "-n", airflow["namespace"])
     for verb, resource in [("create", "pods"), ("get", "pods"), ("watch", "pods"), ("delete", "pods"),
-                           ("get", "pods/log"),
+                           ("get", "pods/log"), ("list", "events"), ("watch", "events"),
                            ("create", "sparkapplications.sparkoperator.k8s.io"),
                            ("delete", "sparkapplications.sparkoperator.k8s.io"),
                            ("get", "sparkapplications.sparkoperator.k8s.io/status")]:
         assert apiserver.can_i(worker, verb, resource, jobs_namespace), (verb, resource)
     for verb, resource, namespace in [("get", "secrets", jobs_namespace), ("list", "secrets", jobs_namespace),
                                       ("create", "pods/exec", jobs_namespace), ("create", "roles", jobs_namespace),
+                                      ("create", "events", jobs_namespace), ("list", "events", "default"),
                                       ("create", "pods", "default"), ("get", "pods", "default"),
                                       ("create", "sparkapplications.sparkoperator.k8s.io", "default"),
                                       ("create", "pods", airflow["namespace"])]:

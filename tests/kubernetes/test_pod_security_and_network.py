@@ -39,18 +39,22 @@ def kubernetes_dag_pods() -> dict[str, dict]:
 def spark_pods(manifest: dict) -> list[dict]:
     """The driver and executor pods as the Spark Operator builds them from a SparkApplication: the role's
     labels + spark-role, its securityContext on the container and podSecurityContext on the pod, the driver's
-    service account, envFrom, and the emptyDir Spark uses as local dir (no operator runs here: this mirrors it)."""
+    service account, envFrom, the volumes it mounts and the emptyDir Spark uses as local dir (no operator runs
+    here: this mirrors it)."""
     spec, meta = manifest["spec"], manifest["metadata"]
     pods = []
     for role in ("driver", "executor"):
         part = spec[role]
         container = {"name": f"spark-kubernetes-{role}", "image": part.get("image", spec["image"]),
                      "args": [role], "envFrom": part.get("envFrom", []),
-                     "volumeMounts": [{"name": "spark-local-dir-1", "mountPath": "/var/data/spark-local"}]}
+                     "volumeMounts": [{"name": "spark-local-dir-1", "mountPath": "/var/data/spark-local"},
+                                      *part.get("volumeMounts", [])]}
         if "securityContext" in part:
             container["securityContext"] = part["securityContext"]
+        mounted = {m["name"] for m in part.get("volumeMounts", [])}  # the webhook adds the volumes a role mounts
         pod_spec = {"restartPolicy": "Never", "containers": [container],
-                    "volumes": [{"name": "spark-local-dir-1", "emptyDir": {}}]}
+                    "volumes": [{"name": "spark-local-dir-1", "emptyDir": {}},
+                                *(v for v in spec.get("volumes", []) if v["name"] in mounted)]}
         if "podSecurityContext" in part:
             pod_spec["securityContext"] = part["podSecurityContext"]
         if role == "driver":

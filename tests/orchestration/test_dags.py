@@ -16,14 +16,15 @@ from tests.orchestration.conftest import BACKENDS, DAG_FOLDER, load_dagbag
 
 DAG_IDS = {"init", "daily", "weekly", "5x", "10x", "backup"}
 GROUP_DAGS = ("init", "daily", "weekly", "5x", "10x")
+BACKEND_DAG_IDS = {"local": DAG_IDS, "kubernetes": DAG_IDS | {"housekeeping"}}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_airflow_loads_the_six_dags_without_errors(dagbags, backend):
+def test_airflow_loads_the_dags_without_errors(dagbags, backend):
     bag = dagbags[backend]
     assert bag.import_errors == {}
     assert bag.captured_warnings == {}  # e.g. a task in a pool the spec does not declare
-    assert set(bag.dag_ids) == DAG_IDS
+    assert set(bag.dag_ids) == BACKEND_DAG_IDS[backend]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -33,14 +34,35 @@ def test_schedules_are_the_spec_crons_in_utc_and_runs_never_overlap(dagbags, spe
     expected["backup"] = spec.backup_schedule.cron
     for dag_id, cron in expected.items():
         dag = bag.dags[dag_id]
-        if cron is None:
-            assert dag.timetable.__class__.__name__ == "NullTimetable", dag_id
+        if cron is None:  # init: once by itself when the DAG appears, then on demand
+            assert dag.timetable.__class__.__name__ == "OnceTimetable", dag_id
         else:
             assert (dag.timetable.expression, str(dag.timetable.timezone)) == (cron, "UTC"), dag_id
         assert dag.catchup is False and dag.max_active_runs == 1, dag_id
         assert dag.start_date.year >= 2020 and dag.start_date.tzinfo is not None
     assert expected["init"] is None
     assert expected["10x"] == "30 10,11,12,13,14,15,16,17,18,19 * * 1,2,3,4,5"
+
+
+def test_on_a_cluster_every_dag_starts_active_and_init_runs_first_by_itself(dagbags):
+    """After `helm install` nobody has to unpause anything: the schedule runs, and init runs once at once (its
+    @once timetable's first and only run is due as soon as the DAG exists). Locally Airflow's own setting
+    (paused) stays, so `make airflow` starts nothing by itself."""
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    for dag in dagbags["kubernetes"].dags.values():
+        assert dag.is_paused_upon_creation is False, dag.dag_id
+    for dag in dagbags["local"].dags.values():
+        assert dag.is_paused_upon_creation is None, dag.dag_id
+    # the scheduler's view of it: the DAG as the DAG processor stores it
+    init = DagSerialization.from_dict(DagSerialization.to_dict(dagbags["kubernetes"].dags["init"]))
+    first = init.timetable.next_dagrun_info(last_automated_data_interval=None,
+                                            restriction=TimeRestriction(init.start_date, None, catchup=False))
+    assert first is not None and first.run_after <= init.start_date  # due the moment the scheduler sees it
+    again = init.timetable.next_dagrun_info(last_automated_data_interval=first.data_interval,
+                                            restriction=TimeRestriction(init.start_date, None, catchup=False))
+    assert again is None  # and never again by itself
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -79,6 +101,9 @@ def test_every_extract_task_takes_the_api_pool_and_every_task_has_retries_and_a_
             if task.task_id == "extract_failed":
                 assert task.retries == 0  # it only reports; retrying would not change the outcome
                 continue
+            if dag.dag_id == "housekeeping":  # one API call's worth of work: a short timeout of its own
+                assert task.retries == policy.retries and task.pool != policy.api_pool
+                continue
             assert task.retries == policy.retries
             assert task.retry_delay == timedelta(minutes=policy.retry_delay_minutes)
             assert task.retry_exponential_backoff == 2.0
@@ -106,6 +131,8 @@ def test_post_load_sql_runs_the_spec_statements_on_the_warehouse_connection(dagb
 def test_the_backends_differ_only_in_what_runs_the_commands(dagbags):
     kinds = {backend: {dag_id: {t.task_id: type(t).__name__ for t in dag.tasks}
                        for dag_id, dag in dagbags[backend].dags.items()} for backend in BACKENDS}
+    housekeeping = kinds["kubernetes"].pop("housekeeping")  # pods to clean up exist on a cluster only
+    assert housekeeping == {"delete_expired_failed_pods": "PythonOperator"}
     assert {d: set(tasks) for d, tasks in kinds["kubernetes"].items()} == \
            {d: set(tasks) for d, tasks in kinds["local"].items()}
     daily = kinds["kubernetes"]["daily"]
@@ -170,4 +197,5 @@ def test_parsing_the_dag_file_reads_no_file(dagbags, monkeypatch):
     exec(code, namespace)
     monkeypatch.undo()
     assert opened == []
-    assert {name for name, value in namespace.items() if type(value).__name__ == "DAG"} == DAG_IDS
+    assert {name for name, value in namespace.items() if type(value).__name__ == "DAG"} == \
+        BACKEND_DAG_IDS["kubernetes"]

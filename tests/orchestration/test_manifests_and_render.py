@@ -84,9 +84,9 @@ def test_manifests_say_what_the_spec_says(spec):
             assert body["image"] == k8s.images["spark"]
             assert body["mainApplicationFile"] == f"local:///opt/cryptolake/apps/{app}.py"
             assert ["cryptolake", app, *body["arguments"]] == commands.spark_app(app, group)
-            assert body["timeToLiveSeconds"] == k8s.spark_ttl_seconds
-            assert body["restartPolicy"] == {"type": "OnFailure", "onFailureRetries": 2, "onFailureRetryInterval": 60,
-                                             "onSubmissionFailureRetries": 3, "onSubmissionFailureRetryInterval": 30}
+            # kept for inspection, failed or not, as long as the spec says; Airflow alone retries
+            assert body["timeToLiveSeconds"] == k8s.finished_retention_hours * 3600 >= 24 * 3600
+            assert body["restartPolicy"] == {"type": "Never"}
             driver, executor = body["driver"], body["executor"]
             assert (driver["cores"], driver["memory"]) == (k8s.spark_driver["cores"], k8s.spark_driver["memory"])
             assert driver["serviceAccount"] == k8s.spark_service_account
@@ -97,9 +97,13 @@ def test_manifests_say_what_the_spec_says(spec):
                                           {"secretRef": {"name": k8s.secret}}]
                 assert pod["securityContext"] == {
                     "runAsNonRoot": True, "runAsUser": 185, "runAsGroup": 185, "allowPrivilegeEscalation": False,
-                    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+                    "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"}}
+                # the read-only root's writable /tmp
+                assert pod["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
                 assert pod["labels"]["cryptolake/group"] == group
                 assert "env" not in pod  # values come from the ConfigMap and the Secret only
+            assert body["volumes"] == [{"name": "tmp", "emptyDir": {}}]
 
 
 def test_spark_conf_holds_no_credentials_and_agrees_with_the_session_code():
