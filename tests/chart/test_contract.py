@@ -218,6 +218,21 @@ def test_the_airflow_values_run_the_kubernetes_backend_with_the_pool_connection_
     assert values["dags"]["gitSync"]["subPath"] == "dags"
 
 
+def test_airflow_keeps_task_logs_in_the_lakes_bucket_after_the_pods_are_gone(renders):
+    """KubernetesExecutor deletes a task's worker pod when the task ends: without remote logging the log (and the
+    extractor pod's or driver's output it streamed) goes with it."""
+    values = yaml.safe_load(AIRFLOW_VALUES.read_text())
+    logging = values["config"]["logging"]
+    assert logging["remote_logging"] == "True"
+    assert logging["remote_base_log_folder"] == f"s3://{chart_values()['objectStore']['bucket']}/airflow-logs"
+    conn_env = f"AIRFLOW_CONN_{logging['remote_log_conn_id'].upper()}"
+    assert conn_env in {s["envName"] for s in values["secret"]}
+    # and the chart's object store lets Airflow's pods in (its NetworkPolicy)
+    store = one(renders["kind"], "NetworkPolicy", "cryptolake-allow-seaweedfs")
+    airflow = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": chart_values()["airflow"]["namespace"]}}}
+    assert airflow in store["spec"]["ingress"][0]["from"]
+
+
 def test_config_env_accepts_exactly_the_settings_the_chart_does_not_set_itself():
     import json
 
