@@ -7,7 +7,7 @@ CLI := $(BIN)/cryptolake
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv jars demo airflow test test-fast reliability test-stack-down local-up local-down local-status kind-up images kind-load deploy e2e-kind generate clean measured-month bench-cycle
+.PHONY: help setup venv jars demo airflow test test-fast reliability test-stack-down local-up local-down local-status kind-up images kind-load deploy e2e-kind generate clean measured-month bench-cycle bench-driver-memory
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -139,3 +139,6 @@ measured-month: setup ## One simulated December of the default schedule's extrac
 
 bench-cycle: setup ## Cycle benchmark: one 10x cycle (extract, Spark start-up, transform, load) on its own local stack, stage shares
 	$(BIN)/python bench/cycle_bench.py --repeat 3
+
+bench-driver-memory: setup ## Peak memory (JVM, Python) of each Spark app of init and 10x, with the cluster's 1g driver heap
+	SPARK_DRIVER_MEMORY=1g $(BIN)/python bench/driver_memory.py --groups init,10x

@@ -114,7 +114,7 @@ class KubernetesPlacement:
     secret: str
     spark_service_account: str
     extract_resources: Mapping[str, str]  # cpu, memory, memory_limit
-    spark_driver: Mapping[str, Any]  # cores, memory
+    spark_driver: Mapping[str, Any]  # cores, memory (heap), memory_overhead (the rest of the pod)
     spark_executor: Mapping[str, Any]  # instances, cores, memory
     finished_retention_hours: int  # finished pods and SparkApplications are kept this long
 
@@ -281,7 +281,7 @@ class _Reader:
         spec = self.mapping(raw, where, ("namespace", "images", "config_map", "secret", "spark_service_account",
                                          "extract_resources", "spark_driver", "spark_executor",
                                          "finished_retention_hours"))
-        driver = self.mapping(spec["spark_driver"], f"{where}.spark_driver", ("cores", "memory"))
+        driver = self.mapping(spec["spark_driver"], f"{where}.spark_driver", ("cores", "memory", "memory_overhead"))
         executor = self.mapping(spec["spark_executor"], f"{where}.spark_executor", ("instances", "cores", "memory"))
         resources = self.mapping(spec["extract_resources"], f"{where}.extract_resources",
                                  ("cpu", "memory", "memory_limit"))
@@ -289,8 +289,8 @@ class _Reader:
         def name(key: str) -> str:
             return self.matching(spec[key], f"{where}.{key}", K8S_NAME, "a Kubernetes name (a-z, 0-9, -)")
 
-        def spark_memory(part: Mapping[str, Any], key: str) -> str:
-            return self.matching(part["memory"], f"{where}.{key}.memory", SPARK_SIZE, "a Spark size such as 1g")
+        def spark_memory(part: Mapping[str, Any], key: str, size: str = "memory") -> str:
+            return self.matching(part[size], f"{where}.{key}.{size}", SPARK_SIZE, "a Spark size such as 1g")
 
         return KubernetesPlacement(
             name("namespace"),
@@ -299,7 +299,8 @@ class _Reader:
             {k: self.matching(resources[k], f"{where}.extract_resources.{k}", K8S_QUANTITY,
                               "a Kubernetes quantity such as 250m or 256Mi") for k in ("cpu", "memory", "memory_limit")},
             {"cores": self.count(driver["cores"], f"{where}.spark_driver.cores", 1),
-             "memory": spark_memory(driver, "spark_driver")},
+             "memory": spark_memory(driver, "spark_driver"),
+             "memory_overhead": spark_memory(driver, "spark_driver", "memory_overhead")},
             {"instances": self.count(executor["instances"], f"{where}.spark_executor.instances", 1),
              "cores": self.count(executor["cores"], f"{where}.spark_executor.cores", 1),
              "memory": spark_memory(executor, "spark_executor")},

@@ -110,6 +110,7 @@ def spark_application(spec: Pipeline, group: str, app: str, version: str) -> dic
             "timeToLiveSeconds": k8s.finished_retention_hours * 3600,
             "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
             "driver": {"cores": k8s.spark_driver["cores"], "memory": k8s.spark_driver["memory"],
+                       "memoryOverhead": k8s.spark_driver["memory_overhead"],
                        "serviceAccount": k8s.spark_service_account, **pod},
             "executor": {"instances": k8s.spark_executor["instances"], "cores": k8s.spark_executor["cores"],
                          "memory": k8s.spark_executor["memory"], **pod},

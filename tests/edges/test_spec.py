@@ -37,6 +37,11 @@ CASES = [
      "kubernetes.extract_resources.cpu: expected a Kubernetes quantity"),
     ("Spark memory in Kubernetes units", _edited(lambda r: r["kubernetes"]["spark_driver"].update(memory="1Gi")),
      "kubernetes.spark_driver.memory: expected a Spark size such as 1g, got '1Gi'"),
+    ("driver overhead in Kubernetes units",
+     _edited(lambda r: r["kubernetes"]["spark_driver"].update(memory_overhead="512Mi")),
+     "kubernetes.spark_driver.memory_overhead: expected a Spark size such as 1g, got '512Mi'"),
+    ("no retention for finished pods", _edited(lambda r: r["kubernetes"].update(finished_retention_hours=0)),
+     "kubernetes.finished_retention_hours"),
     ("backup at an impossible hour", _edited(lambda r: r["backup"]["schedule"].update(at=["25:00"])),
      "backup.schedule.at[0]: expected HH:MM"),
 ]

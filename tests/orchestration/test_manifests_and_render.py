@@ -88,7 +88,8 @@ def test_manifests_say_what_the_spec_says(spec):
             assert body["timeToLiveSeconds"] == k8s.finished_retention_hours * 3600 >= 24 * 3600
             assert body["restartPolicy"] == {"type": "Never"}
             driver, executor = body["driver"], body["executor"]
-            assert (driver["cores"], driver["memory"]) == (k8s.spark_driver["cores"], k8s.spark_driver["memory"])
+            assert (driver["cores"], driver["memory"], driver["memoryOverhead"]) == (
+                k8s.spark_driver["cores"], k8s.spark_driver["memory"], k8s.spark_driver["memory_overhead"])
             assert driver["serviceAccount"] == k8s.spark_service_account
             assert (executor["instances"], executor["cores"], executor["memory"]) == (
                 k8s.spark_executor["instances"], k8s.spark_executor["cores"], k8s.spark_executor["memory"])
