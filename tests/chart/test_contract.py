@@ -210,7 +210,7 @@ def test_the_airflow_values_run_the_kubernetes_backend_with_the_pool_connection_
     assert conn_env in {s["envName"] for s in values["secret"]}
     (pool,) = values["scheduler"]["extraInitContainers"]
     assert f"airflow pools set {spec.airflow.api_pool} {spec.airflow.api_pool_slots} " in pool["args"][-1]
-    assert values["workers"]["serviceAccount"]["name"] == chart["airflow"]["workerServiceAccount"]
+    assert values["workers"]["kubernetes"]["serviceAccount"]["name"] == chart["airflow"]["workerServiceAccount"]
     (volume,) = values["volumes"]
     assert volume["configMap"]["name"] == chart["pipelineSpec"]["configMapName"]
     (mount,) = values["volumeMounts"]
