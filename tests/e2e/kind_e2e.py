@@ -9,8 +9,8 @@ What it does, each wait bounded:
   3. `make deploy` with the cryptolake chart pointed at that sandbox (CMC_BASE_URL; the sandbox key as CMC_API_KEY
      for the Secrets `make deploy` creates; values-kind.yaml lets the extractors reach cmc-sandbox:18080);
   4. every pod of the jobs, spark-operator and airflow namespaces Ready (or Succeeded, for the chart's Jobs);
-  5. the `init` DAG, then the `10x` DAG, each unpaused and triggered in Airflow's scheduler pod, until the run is
-     `success`; meanwhile the SparkApplications of the group are followed and the logs of every extractor pod and
+  5. the `init` DAG's own first run (its @once schedule: nobody unpauses or triggers it, as after a user's install),
+     then the `10x` DAG triggered in Airflow's scheduler pod, until the run is `success`; meanwhile the SparkApplications of the group are followed and the logs of every extractor pod and
      Spark driver are kept (the DAG tasks delete succeeded pods and finished SparkApplications);
   6. the logs: an extractor pod and a transform and a load driver per group logged JSON lines with a run_id;
   7. rows in the warehouse, through a port-forward to PostgreSQL with the chart's WAREHOUSE_URL;
@@ -342,14 +342,16 @@ def json_lines_with_run_id(text: str) -> list[dict]:
 
 
 def run_dag(cluster: Cluster, dag: str, timeout: float) -> tuple[str, dict[str, str]]:
-    """Unpause and trigger `dag` in the scheduler pod, follow its SparkApplications, return the run's final state
-    and the last state seen of each SparkApplication."""
+    """Follow a run of `dag` and its SparkApplications; return the run's final state and the last state seen of
+    each SparkApplication. `init` runs by itself after the install (the DAGs start active and its schedule is
+    @once): its first run is followed; any other DAG is triggered in the scheduler pod."""
     scheduler = cluster.pod(AIRFLOW_NAMESPACE, "component=scheduler")
     airflow = ["airflow", "dags"]
-    run_id = f"e2e-{dag}-{time.strftime('%Y%m%dT%H%M%S')}"
-    cluster.exec(AIRFLOW_NAMESPACE, scheduler, "scheduler", [*airflow, "unpause", dag])
-    cluster.exec(AIRFLOW_NAMESPACE, scheduler, "scheduler", [*airflow, "trigger", dag, "--run-id", run_id])
-    log(f"triggered {dag} ({run_id})")
+    run_id = None
+    if dag != "init":
+        run_id = f"e2e-{dag}-{time.strftime('%Y%m%dT%H%M%S')}"
+        cluster.exec(AIRFLOW_NAMESPACE, scheduler, "scheduler", [*airflow, "trigger", dag, "--run-id", run_id])
+        log(f"triggered {dag} ({run_id})")
     seen: dict[str, str] = {}
 
     def probe():
@@ -359,7 +361,7 @@ def run_dag(cluster: Cluster, dag: str, timeout: float) -> tuple[str, dict[str, 
                 seen[name] = state
         runs = json.loads(cluster.exec(AIRFLOW_NAMESPACE, scheduler, "scheduler",
                                        [*airflow, "list-runs", dag, "--output", "json"]) or "[]")
-        state = next((r.get("state") for r in runs if r.get("run_id") == run_id), None)
+        state = next((r.get("state") for r in runs if run_id is None or r.get("run_id") == run_id), None)
         return state if state in ("success", "failed") else None
 
     return wait_until(f"DAG {dag} run {run_id} finished", timeout, probe, interval=10), seen
