@@ -111,7 +111,10 @@ def test_extractor_pods_take_settings_and_secrets_from_the_cluster_and_run_restr
         labels = pod["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "cryptolake"
         assert labels["app.kubernetes.io/component"] == ("backup" if backup else "extract")
+        # a succeeded pod goes, a failed one stays for inspection (the housekeeping DAG removes it later) and its
+        # events reach the task log
         assert task.on_finish_action.value == "delete_succeeded_pod" and task.get_logs and not task.deferrable
+        assert task.log_events_on_failure and task.log_events_on_startup
         assert len(pod["metadata"]["name"]) <= 63 and "_" not in pod["metadata"]["name"]
 
 
@@ -121,7 +124,8 @@ def test_spark_tasks_submit_the_group_manifest_and_stream_the_driver_log(dagbags
         for app in spec.spark_apps:
             task = dag.get_task(app)
             assert task.namespace == spec.kubernetes.namespace
-            assert task.get_logs and task.delete_on_termination
+            # the application is left to its timeToLiveSeconds, so a failed one can still be read the next morning
+            assert task.get_logs and not task.delete_on_termination and task.log_events_on_failure
             assert task.do_xcom_push is False and task.deferrable is False
             # Airflow replaced the file name by the file's content when it loaded the DAG
             assert task.application_file == (MANIFEST_DIR / f"{group}-{app}.yaml").read_text()
