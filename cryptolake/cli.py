@@ -258,7 +258,8 @@ def migrate(ctx: Context, downgrade_to: str | None) -> None:
     nothing.
 
     Then creates or updates the login users whose passwords are set: cryptolake_loader_user
-    (WAREHOUSE_LOADER_PASSWORD) and cryptolake_analyst_user (WAREHOUSE_ANALYST_PASSWORD). See docs/warehouse.md.
+    (WAREHOUSE_LOADER_PASSWORD), cryptolake_backup_user (WAREHOUSE_BACKUP_PASSWORD) and cryptolake_analyst_user
+    (WAREHOUSE_ANALYST_PASSWORD). See docs/warehouse.md.
     """
     from cryptolake.warehouse.migrate import migrate as run_migrate
 

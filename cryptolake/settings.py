@@ -128,6 +128,9 @@ SETTINGS: tuple[Variable, ...] = (
     Variable("WAREHOUSE_LOADER_PASSWORD", "warehouse_loader_password",
              "password of login user cryptolake_loader_user, set by `cryptolake migrate` (unset: user untouched)",
              secret=True),
+    Variable("WAREHOUSE_BACKUP_PASSWORD", "warehouse_backup_password",
+             "password of login user cryptolake_backup_user, set by `cryptolake migrate` (unset: user untouched)",
+             secret=True),
     Variable("WAREHOUSE_ANALYST_PASSWORD", "warehouse_analyst_password",
              "password of login user cryptolake_analyst_user, set by `cryptolake migrate` (unset: user untouched)",
              secret=True),
@@ -177,6 +180,7 @@ class Settings:
     lake_conditional_writes: bool
     warehouse_url: str | None
     warehouse_loader_password: str | None
+    warehouse_backup_password: str | None
     warehouse_analyst_password: str | None
     cmc_monthly_credits: int
     cmc_rate_limit: int

@@ -120,4 +120,4 @@ def test_the_installed_wheel_migrates_the_warehouse_outside_the_checkout(wheel, 
         done = subprocess.run([str(venv / "bin" / "cryptolake"), "migrate"], capture_output=True, text=True,
                               cwd=tmp_path, timeout=120,
                               env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], "WAREHOUSE_URL": url})
-    assert done.returncode == 0 and done.stdout == "warehouse at revision 0003 (head)\n", done.stderr[-3000:]
+    assert done.returncode == 0 and done.stdout == "warehouse at revision 0004 (head)\n", done.stderr[-3000:]

@@ -22,6 +22,7 @@ from cryptolake.warehouse.models import SCHEMAS, Base
 VERSION_SCHEMA, VERSION_TABLE = "meta", "alembic_version"
 # Login users `cryptolake migrate` keeps, by group role, with the setting holding the password.
 LOGIN_USERS = {"cryptolake_loader": ("cryptolake_loader_user", "warehouse_loader_password"),
+               "cryptolake_backup": ("cryptolake_backup_user", "warehouse_backup_password"),
                "cryptolake_analyst": ("cryptolake_analyst_user", "warehouse_analyst_password")}
 
 log = logs.get(__name__)

@@ -135,6 +135,32 @@ def test_restore_drill_gives_identical_tables(stack_env, admin_url, source_url, 
         assert scalar(target, "SELECT count(*) FROM bi.latest_quote") == 3  # views came along
 
 
+def test_the_backup_login_takes_the_same_backup_and_its_grants_survive_a_restore(stack_env, admin_url, source_url,
+                                                                                 made):
+    """The Kubernetes backup pod logs in as cryptolake_backup_user (read-only), not as the owner: pg_dump and the
+    checksums need nothing more, and the restored database grants the backup role again."""
+    import secrets as random
+
+    from cryptolake.warehouse.migrate import set_login_user
+
+    password = random.token_hex(12)
+    engine = engine_for(source_url)
+    try:
+        user = set_login_user(engine, "cryptolake_backup", password)
+    finally:
+        engine.dispose()
+    login = make_url(source_url).set(username=user, password=password).render_as_string(hide_password=False)
+    lake_uri = f"s3://cryptolake/tests/backups-{uuid.uuid4().hex}"  # its own: the module's lake keeps one backup
+    result = backups.backup(settings(stack_env, login, lake_uri))
+    assert result.manifest["tables"] == made.manifest["tables"] and result.manifest["database"] == made.manifest[
+        "database"]
+    with fresh_database(admin_url) as target:
+        backups.restore(settings(stack_env, source_url, lake_uri), result.id, target=target)
+        assert scalar(target, "SELECT has_sequence_privilege('cryptolake_backup', "
+                              "'dw.dim_crypto_id_crypto_id_seq', 'SELECT')")
+        assert not scalar(target, "SELECT has_table_privilege('cryptolake_backup', 'dw.fact_crypto_market', 'INSERT')")
+
+
 def test_checksums_see_a_changed_value(made, admin_url, stack_env, source_url, lake_uri):
     with fresh_database(admin_url) as target:
         backups.restore(settings(stack_env, source_url, lake_uri), made.id, target=target)

@@ -1,4 +1,4 @@
-"""Least privilege beyond the grants of test_roles.py: neither login user holds a cluster privilege, can take on
+"""Least privilege beyond the grants of test_roles.py: no login user holds a cluster privilege, can take on
 another role, manage roles or databases, reshape the schema, or read what bears secrets (password hashes,
 the run ledger's mirror and rejected rows for the analyst)."""
 
@@ -8,14 +8,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from tests.warehouse.test_roles import analyst, loader  # noqa: F401 - the login users' fixtures
+from tests.warehouse.test_roles import analyst, backup, loader  # noqa: F401 - the login users' fixtures
 
-USERS = ("cryptolake_loader", "cryptolake_analyst")
+USERS = ("cryptolake_loader", "cryptolake_analyst", "cryptolake_backup")
 
 
 @pytest.fixture(scope="module")
-def users(analyst, loader):
-    return {"cryptolake_analyst": analyst, "cryptolake_loader": loader}
+def users(analyst, loader, backup):
+    return {"cryptolake_analyst": analyst, "cryptolake_loader": loader, "cryptolake_backup": backup}
 
 
 def _refused(engine, sql: str) -> None:

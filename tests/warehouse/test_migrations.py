@@ -36,7 +36,7 @@ def test_up_down_and_up_again_on_an_empty_database_and_upgrading_twice_changes_n
     assert {"load_watermark", "rejected_rows", "runs", "alembic_version"} <= set(at_head["meta"])
     assert "market_overview" in at_head["bi"] and "table_freshness" in at_head["qa"]
     upgrade(engine)
-    assert schema_objects(engine) == at_head and current(engine) == "0003"
+    assert schema_objects(engine) == at_head and current(engine) == "0004"
 
     downgrade(engine, "base")
     assert current(engine) is None
@@ -67,9 +67,9 @@ def test_cryptolake_migrate_upgrades_idempotently_downgrades_and_never_shows_the
 
     for _ in range(2):
         done = migrate()
-        assert done.returncode == 0 and done.stdout == "warehouse at revision 0003 (head)\n", done.stderr
+        assert done.returncode == 0 and done.stdout == "warehouse at revision 0004 (head)\n", done.stderr
     done = migrate("--downgrade", "nope")
     assert done.returncode == 1 and done.stderr.splitlines()[-1].startswith("error: cannot migrate: ")
     done = migrate("--downgrade", "base")
     assert done.returncode == 0 and done.stdout == "warehouse at revision base\n" and current(engine) is None
-    assert migrate().returncode == 0 and current(engine) == "0003"
+    assert migrate().returncode == 0 and current(engine) == "0004"

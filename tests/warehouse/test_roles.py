@@ -1,5 +1,6 @@
 """Group roles and login users: an analyst (BI tool) reads bi, qa and dw and can change nothing; the loader
-writes dw and meta but cannot reshape the schema. Roles are cluster-wide, so they may already exist."""
+writes dw and meta but cannot reshape the schema; the backup reads everything pg_dump dumps and writes nothing.
+Roles are cluster-wide, so they may already exist."""
 
 from __future__ import annotations
 
@@ -47,12 +48,19 @@ def loader(database_url, migrated):
     yield from login(database_url, "cryptolake_loader", migrated)
 
 
+@pytest.fixture(scope="module")
+def backup(database_url, migrated):
+    yield from login(database_url, "cryptolake_backup", migrated)
+
+
 def test_migrating_again_with_the_roles_in_place_changes_nothing(migrated):
     upgrade(migrated)
     with migrated.connect() as connection:
         found = connection.execute(text("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN "
-                                        "('cryptolake_loader', 'cryptolake_analyst', 'cryptolake_admin')")).all()
-    assert sorted(found) == [("cryptolake_admin", False), ("cryptolake_analyst", False), ("cryptolake_loader", False)]
+                                        "('cryptolake_loader', 'cryptolake_analyst', 'cryptolake_admin', "
+                                        "'cryptolake_backup')")).all()
+    assert sorted(found) == [("cryptolake_admin", False), ("cryptolake_analyst", False), ("cryptolake_backup", False),
+                             ("cryptolake_loader", False)]
 
 
 def test_the_analyst_reads_bi_qa_and_dw(analyst):
@@ -67,6 +75,23 @@ def test_the_analyst_cannot_write_anything_or_read_meta(analyst, what):
     sql = WRITES.get(what, "SELECT * FROM meta.load_watermark")
     with analyst.connect() as connection, pytest.raises(ProgrammingError, match="permission denied|must be owner"):
         connection.execute(text(sql))
+
+
+def test_the_backup_reads_every_table_and_sequence_and_writes_nothing(backup):
+    """What pg_dump reads: the tables of every warehouse schema and the sequences' positions (which the loader
+    may not read, so it could not take a backup)."""
+    with backup.connect() as connection:
+        for relation in ("dw.fact_crypto_market", "dw.dim_crypto_id", "meta.runs", "meta.rejected_rows",
+                         "meta.load_watermark", "meta.alembic_version", "bi.market_overview", "qa.table_freshness"):
+            connection.execute(text(f"SELECT * FROM {relation} LIMIT 1")).all()
+        sequences = connection.execute(text("SELECT schemaname || '.' || sequencename FROM pg_sequences "
+                                            "WHERE schemaname IN ('dw', 'meta')")).scalars().all()
+        assert sequences
+        for sequence in sequences:
+            connection.execute(text(f"SELECT last_value FROM {sequence}")).one()
+    for what, sql in WRITES.items():
+        with backup.connect() as connection, pytest.raises(ProgrammingError, match="permission denied|must be owner"):
+            connection.execute(text(sql))
 
 
 def test_the_loader_writes_dw_and_meta_but_cannot_change_the_schema(loader):
