@@ -97,7 +97,7 @@ kind-load: ## Load the four images into the kind cluster's nodes
 
 # deploy: the namespaces with their Pod Security levels (charts/namespaces.sh), the Secrets (charts/kind-secrets.sh:
 # random values made here for what does not exist yet, CMC_API_KEY
-# from the environment), then the charts, the cryptolake chart on those Secrets (existingSecret).
+# from the environment), then the charts, the cryptolake chart on those Secrets (secrets.existingSecrets).
 deploy: ## Namespaces (Pod Security labels), Secrets, then helm-install the Spark Operator, the cryptolake chart (values-kind.yaml) and Airflow into kind
 	@$(DOCKER_OR_SKIP); $(call NEED_TOOLS,kubectl helm openssl); set -e; \
 	jobs_ns=$$($(BIN)/python -c 'from cryptolake.pipeline import default; print(default().kubernetes.namespace)'); \
@@ -109,7 +109,7 @@ deploy: ## Namespaces (Pod Security labels), Secrets, then helm-install the Spar
 	    --kube-context $(KUBE_CONTEXT) -n spark-operator --create-namespace \
 	    -f charts/values/spark-operator.yaml --wait --timeout 10m; \
 	helm upgrade --install cryptolake charts/cryptolake --kube-context $(KUBE_CONTEXT) -n "$$jobs_ns" \
-	    -f charts/cryptolake/values-kind.yaml --set secrets.existingSecret=cryptolake-secrets \
+	    -f charts/cryptolake/values-kind.yaml --set secrets.existingSecrets=true \
 	    --set postgresql.auth.existingSecret=cryptolake-postgresql $(DEPLOY_ARGS) --wait --timeout 15m; \
 	helm upgrade --install airflow apache-airflow/airflow --version $(AIRFLOW_CHART_VERSION) \
 	    --kube-context $(KUBE_CONTEXT) -n airflow -f charts/values/airflow.yaml --wait --timeout 20m

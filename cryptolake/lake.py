@@ -34,6 +34,19 @@ LAYERS = ("bronze", "silver", "gold")
 SPARK_EVENTS = "spark-events"
 BACKUPS = "gold/backups"             # warehouse dumps, gold/backups/<id>/ (backup.py)
 GOLD_FEATURES = "gold/features"      # ML feature Delta tables, gold/features/<name> (docs/gold-features.md)
+AIRFLOW_LOGS = "airflow-logs"        # Airflow's task logs on a cluster (charts/values/airflow.yaml, remote logging)
+# What each component writes (and deletes) under the lake root, its run ledger (`_meta/<step>/`) included. Where a
+# store scopes credentials by key prefix (the chart's SeaweedFS), each component's identity may write there only.
+# Reads stay bucket-wide: the steps read across layers, and the S3 clients probe the bucket and parent keys.
+# The chart has a copy (charts/cryptolake/files/lake-writes.json, `make generate`).
+WRITES = {
+    "extract": ("bronze", "_meta/extract"),
+    "transform": ("silver", GOLD_FEATURES, "_meta/transform", SPARK_EVENTS),
+    "load": ("_meta/load", SPARK_EVENTS),
+    "backup": (BACKUPS,),
+    "history": (SPARK_EVENTS,),  # the History Server's event-log cleaner
+    "airflow": (AIRFLOW_LOGS,),
+}
 
 
 def feature_path(name: str) -> str:

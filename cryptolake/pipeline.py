@@ -28,6 +28,7 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # Python's weekda
 DAY_SETS = {"weekdays": DAY_NAMES[:5], "every day": DAY_NAMES}
 PRIORITIES = ("high", "low")
 SPARK_APPS = ("transform", "load")
+SECRET_ROLES = ("extract", *SPARK_APPS, "backup")  # the pipeline's pods, each reading its own Secret
 # What Kubernetes and Spark accept, checked here so a typo fails `make generate`, not a pod at 3 a.m.
 K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # DNS-1123 label: namespaces, accounts, objects
 K8S_QUANTITY = re.compile(r"\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?")  # cpu 250m, memory 256Mi
@@ -111,7 +112,7 @@ class KubernetesPlacement:
     namespace: str
     images: Mapping[str, str]  # extract, spark
     config_map: str
-    secret: str
+    secrets: Mapping[str, str]  # SECRET_ROLES -> Secret name
     spark_service_account: str
     extract_resources: Mapping[str, str]  # cpu, memory, memory_limit
     spark_driver: Mapping[str, Any]  # cores, memory (heap), memory_overhead (the rest of the pod)
@@ -278,7 +279,7 @@ class _Reader:
 
     def kubernetes(self, raw: Any) -> KubernetesPlacement:
         where = "kubernetes"
-        spec = self.mapping(raw, where, ("namespace", "images", "config_map", "secret", "spark_service_account",
+        spec = self.mapping(raw, where, ("namespace", "images", "config_map", "secrets", "spark_service_account",
                                          "extract_resources", "spark_driver", "spark_executor",
                                          "finished_retention_hours"))
         driver = self.mapping(spec["spark_driver"], f"{where}.spark_driver", ("cores", "memory", "memory_overhead"))
@@ -295,7 +296,7 @@ class _Reader:
         return KubernetesPlacement(
             name("namespace"),
             self.texts(spec["images"], f"{where}.images", ("extract", "spark")),
-            name("config_map"), name("secret"), name("spark_service_account"),
+            name("config_map"), self.secrets(spec["secrets"], f"{where}.secrets"), name("spark_service_account"),
             {k: self.matching(resources[k], f"{where}.extract_resources.{k}", K8S_QUANTITY,
                               "a Kubernetes quantity such as 250m or 256Mi") for k in ("cpu", "memory", "memory_limit")},
             {"cores": self.count(driver["cores"], f"{where}.spark_driver.cores", 1),
@@ -305,6 +306,14 @@ class _Reader:
              "cores": self.count(executor["cores"], f"{where}.spark_executor.cores", 1),
              "memory": spark_memory(executor, "spark_executor")},
             self.count(spec["finished_retention_hours"], f"{where}.finished_retention_hours", 1))
+
+    def secrets(self, raw: Any, where: str) -> dict[str, str]:
+        names = {role: self.matching(name, f"{where}.{role}", K8S_NAME, "a Kubernetes name (a-z, 0-9, -)")
+                 for role, name in self.mapping(raw, where, SECRET_ROLES).items()}
+        shared = sorted(role for role, name in names.items() if list(names.values()).count(name) > 1)
+        if shared:  # one Secret would hand each of them the other's credentials
+            raise self.fail(where, f"{' and '.join(shared)} share a Secret; give each component its own")
+        return names
 
     def group(self, name: str, raw: Any) -> Group:
         where = f"groups.{name}"

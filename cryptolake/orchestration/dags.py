@@ -265,6 +265,7 @@ class _KubernetesTasks(_Tasks):
         return self._pod(
             task_id=extractor, name=f"cryptolake-{group}-{extractor.replace('_', '-')}",
             image=k8s.images["extract"], argv=commands.extract(extractor, group), run_as_user=None,
+            secret=k8s.secrets["extract"],
             labels={"app.kubernetes.io/component": "extract", "cryptolake/group": group,
                     "cryptolake/extractor": extractor},
             resources=(resources["cpu"], resources["memory"], resources["memory_limit"]),
@@ -276,7 +277,7 @@ class _KubernetesTasks(_Tasks):
         resources = k8s.extract_resources
         return self._pod(
             task_id=BACKUP_DAG, name="cryptolake-backup", image=k8s.images["spark"], argv=commands.backup(),
-            run_as_user=SPARK_UID, labels={"app.kubernetes.io/component": "backup"},
+            run_as_user=SPARK_UID, secret=k8s.secrets["backup"], labels={"app.kubernetes.io/component": "backup"},
             resources=(resources["cpu"], resources["memory"], resources["memory_limit"]),
             execution_timeout=_timeout(self.spec, "backup"))
 
@@ -293,7 +294,7 @@ class _KubernetesTasks(_Tasks):
             deferrable=False,
             execution_timeout=_timeout(self.spec, "spark"), **kwargs)
 
-    def _pod(self, *, task_id: str, name: str, image: str, argv: list[str], run_as_user: int | None,
+    def _pod(self, *, task_id: str, name: str, image: str, argv: list[str], run_as_user: int | None, secret: str,
              labels: dict[str, str], resources: tuple[str, str, str], **kwargs: Any) -> BaseOperator:
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
         from kubernetes.client import models as k8s
@@ -303,9 +304,10 @@ class _KubernetesTasks(_Tasks):
         return KubernetesPodOperator(
             task_id=task_id, name=name, namespace=placement.namespace, image=image,
             cmds=argv[:1], arguments=argv[1:],
-            # Settings from the chart's ConfigMap, secrets from its Secret: no value is in the DAG.
+            # Settings from the chart's ConfigMap, credentials from this component's own Secret: no value is in
+            # the DAG, and no pod gets another component's credentials.
             env_from=[k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=placement.config_map)),
-                      k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=placement.secret))],
+                      k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))],
             container_resources=k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory},
                                                            limits={"memory": memory_limit}),
             labels={"app.kubernetes.io/name": "cryptolake", "app.kubernetes.io/part-of": "cryptolakehouse",

@@ -2,16 +2,18 @@
 
     python -m cryptolake.orchestration.render [--check] [--root DIR]    (`make generate`)
 
-writes `dags/cryptolakehouse.py`, `manifests/spark/<group>-<app>.yaml` and the chart's copy of the spec
-(`charts/cryptolake/files/pipeline.yaml`) under the repository root from its `cryptolake/pipeline.yaml`; with --check it writes nothing and exits 1 naming every file that differs from what
-the spec gives (missing, changed, or a stale manifest no group names any more). No Airflow import: the
-manifests are plain data; the DAG file imports cryptolake.orchestration.dags when Airflow parses it.
+writes `dags/cryptolakehouse.py`, `manifests/spark/<group>-<app>.yaml`, the chart's copy of the spec
+(`charts/cryptolake/files/pipeline.yaml`) and of the components' lake writes (`files/lake-writes.json`) under the
+repository root from its `cryptolake/pipeline.yaml`; with --check it writes nothing and exits 1 naming every file
+that differs from what the spec gives (missing, changed, or a stale manifest no group names any more). No Airflow
+import: the manifests are plain data; the DAG file imports cryptolake.orchestration.dags when Airflow parses it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import pprint
 import sys
 from pathlib import Path
@@ -21,12 +23,14 @@ import yaml
 
 from cryptolake import pipeline
 from cryptolake.errors import CryptolakeError
+from cryptolake.lake import WRITES
 from cryptolake.orchestration import commands
 from cryptolake.pipeline import Pipeline
 
 SPEC_PATH = "cryptolake/pipeline.yaml"  # relative to the repository root
 DAG_FILE = "dags/cryptolakehouse.py"
 CHART_SPEC = "charts/cryptolake/files/pipeline.yaml"  # the chart's ConfigMap of the spec (.Files.Get): a copy
+CHART_WRITES = "charts/cryptolake/files/lake-writes.json"  # lake.WRITES, for the object store's identities
 MANIFEST_DIR = "manifests/spark"
 # Where the Spark image puts the entry files (spark_apps/<app>/main.py as <app>.py); the Spark image's
 # Dockerfile copies them here.
@@ -80,7 +84,7 @@ def spark_application(spec: Pipeline, group: str, app: str, version: str) -> dic
     k8s = spec.kubernetes
     labels = {"app.kubernetes.io/name": "cryptolake", "app.kubernetes.io/part-of": "cryptolakehouse",
               "app.kubernetes.io/component": f"spark-{app}", "cryptolake/group": group}
-    env_from = [{"configMapRef": {"name": k8s.config_map}}, {"secretRef": {"name": k8s.secret}}]
+    env_from = [{"configMapRef": {"name": k8s.config_map}}, {"secretRef": {"name": k8s.secrets[app]}}]
     security = {"runAsNonRoot": True, "runAsUser": SPARK_UID, "runAsGroup": SPARK_UID,
                 "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
                 "seccompProfile": {"type": "RuntimeDefault"}}
@@ -124,7 +128,8 @@ def artefacts(spec_text: str, source: str = SPEC_PATH, version: str | None = Non
 
     spec = checked(pipeline.parse(spec_text, source))
     version = version or spark_version()
-    files = {DAG_FILE: dag_file(yaml.safe_load(spec_text), source), CHART_SPEC: spec_text}
+    files = {DAG_FILE: dag_file(yaml.safe_load(spec_text), source), CHART_SPEC: spec_text,
+             CHART_WRITES: json.dumps({role: list(prefixes) for role, prefixes in WRITES.items()}, indent=2) + "\n"}
     for group in spec.groups:
         for app in spec.spark_apps:
             body = yaml.dump(spark_application(spec, group, app, version), Dumper=_Dumper, sort_keys=False,

@@ -27,8 +27,11 @@ CLOUD_VALUES = CHART / "values-cloud.yaml"
 # Values a profile without existingSecret needs to render (they are never committed in a values file).
 # Obviously fake, and distinct, so a test can find each one in what was rendered.
 PROFILE_SECRETS: dict[str, Any] = {
-    "objectStore": {"accessKeyId": "test-access-key", "secretAccessKey": "test-secret-key-0123"},
-    "secrets": {"cmcApiKey": "test-cmc-key"},
+    "objectStore": {"accessKeyId": "test-access-key", "secretAccessKey": "test-secret-key-0123",
+                    "identities": {role: {"secretAccessKey": f"test-{role}-secret-key"}
+                                   for role in ("extract", "transform", "load", "backup", "history", "airflow")}},
+    "secrets": {"cmcApiKey": "test-cmc-key", "warehouseLoaderPassword": "test-loader-pw",
+                "warehouseBackupPassword": "test-backup-pw"},
     "postgresql": {"auth": {"password": "test-warehouse-pw"}},
 }
 

@@ -168,36 +168,44 @@ def test_no_template_generates_a_random_or_looked_up_value():
             assert not forbidden.search(template.read_text()), template
 
 
+COMPONENT_SECRETS = ["cryptolake-extract", "cryptolake-transform", "cryptolake-load", "cryptolake-backup",
+                     "cryptolake-history", "cryptolake-airflow", "cryptolake-admin"]
+
+
 @pytest.mark.parametrize("profile", ["default", "kind", "minio"])
-def test_the_secret_holds_exactly_the_given_values(renders, profile):
-    secret = one(renders[profile], "Secret", "cryptolake-secrets")
-    data = secret["stringData"]
-    assert data == {
-        "CMC_API_KEY": "test-cmc-key",
+def test_the_secrets_hold_exactly_the_given_values(renders, profile):
+    """One Secret per component (tests/chart/test_credentials.py checks who gets what)."""
+    secrets = {o["metadata"]["name"]: o["stringData"] for o in find(renders[profile], "Secret")}
+    assert list(secrets) == [*COMPONENT_SECRETS, "cryptolake-postgresql"]
+    host = "cryptolake-postgresql.cryptolake-jobs.svc.cluster.local:5432/cryptolake"
+    assert secrets["cryptolake-admin"] == {
         "AWS_ACCESS_KEY_ID": "test-access-key",
         "AWS_SECRET_ACCESS_KEY": "test-secret-key-0123",
-        "WAREHOUSE_URL": "postgresql+psycopg2://cryptolake:test-warehouse-pw@"
-                         "cryptolake-postgresql.cryptolake-jobs.svc.cluster.local:5432/cryptolake",
+        "WAREHOUSE_URL": f"postgresql+psycopg2://cryptolake:test-warehouse-pw@{host}",
+        "WAREHOUSE_LOADER_PASSWORD": "test-loader-pw",
+        "WAREHOUSE_BACKUP_PASSWORD": "test-backup-pw",
     }
-    assert set(data) <= SETTING_NAMES
-    server = one(renders[profile], "Secret", "cryptolake-postgresql")
-    assert server["stringData"] == {"password": "test-warehouse-pw"}
-    assert [o["metadata"]["name"] for o in find(renders[profile], "Secret")] == \
-        ["cryptolake-secrets", "cryptolake-postgresql"]
+    assert secrets["cryptolake-extract"] == {"AWS_ACCESS_KEY_ID": "cryptolake-extract",
+                                             "AWS_SECRET_ACCESS_KEY": "test-extract-secret-key",
+                                             "CMC_API_KEY": "test-cmc-key"}
+    logins = {"load": "cryptolake_loader_user:test-loader-pw", "backup": "cryptolake_backup_user:test-backup-pw"}
+    for role, login in logins.items():
+        assert secrets[f"cryptolake-{role}"]["WAREHOUSE_URL"] == f"postgresql+psycopg2://{login}@{host}"
+    for data in secrets.values():
+        assert set(data) <= SETTING_NAMES | {"password"}
+    assert secrets["cryptolake-postgresql"] == {"password": "test-warehouse-pw"}
 
 
-def test_optional_migrate_passwords_join_the_secret():
-    objects = render([], merge(PROFILE_SECRETS, {"secrets": {"warehouseLoaderPassword": "l-pw",
-                                                             "warehouseAnalystPassword": "a-pw"}}))
-    data = one(objects, "Secret", "cryptolake-secrets")["stringData"]
-    assert data["WAREHOUSE_LOADER_PASSWORD"] == "l-pw" and data["WAREHOUSE_ANALYST_PASSWORD"] == "a-pw"
-    assert set(data) <= SETTING_NAMES
+def test_the_optional_analyst_password_joins_the_admin_secret():
+    objects = render([], merge(PROFILE_SECRETS, {"secrets": {"warehouseAnalystPassword": "a-pw"}}))
+    data = one(objects, "Secret", "cryptolake-admin")["stringData"]
+    assert data["WAREHOUSE_ANALYST_PASSWORD"] == "a-pw" and set(data) <= SETTING_NAMES
 
 
 def test_existing_secrets_switch_the_chart_secrets_off_and_are_referenced(renders):
     cloud = renders["cloud"]
     assert find(cloud, "Secret") == []
-    objects = render([], {"secrets": {"existingSecret": "cryptolake-secrets"},
+    objects = render([], {"secrets": {"existingSecrets": True},
                           "postgresql": {"auth": {"existingSecret": "my-pg", "passwordKey": "pw"}}})
     assert find(objects, "Secret") == []
     (pg,) = [c for o, p in pod_specs(objects) if component(o) == "postgresql" for c in p["containers"]]
@@ -207,7 +215,7 @@ def test_existing_secrets_switch_the_chart_secrets_off_and_are_referenced(render
             refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
                     if "secretKeyRef" in e.get("valueFrom", {})]
             refs += [s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s]
-            assert set(refs) <= {"cryptolake-secrets"}, obj["metadata"]["name"]
+            assert set(refs) <= set(COMPONENT_SECRETS), obj["metadata"]["name"]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -239,16 +247,16 @@ def images_of(objects: list[dict]) -> set[str]:
     return {c["image"] for _, pod in pod_specs(objects) for c in containers(pod)}
 
 
-def test_seaweedfs_is_the_default_store_pinned_and_keyed_from_the_secret(renders):
+def test_seaweedfs_is_the_default_store_pinned_and_keyed_from_the_secrets(renders):
     store = one(renders["default"], "StatefulSet", "cryptolake-seaweedfs")
     (container,) = store["spec"]["template"]["spec"]["containers"]
     repository, tag = container["image"].rsplit(":", 1)
     assert repository == "chrislusf/seaweedfs" and re.fullmatch(r"\d+\.\d+", tag)
     assert container["args"][0] == "server" and "-s3" in container["args"] and "-s3.port=8333" in container["args"]
     assert "-dir=/data" in container["args"] and container["workingDir"] == "/data"
-    env = env_of(container)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "cryptolake-secrets", "key": key}
+    # its identities: a file its init container writes from the components' Secrets (test_credentials.py)
+    assert "-s3.config=/etc/seaweedfs/s3.json" in container["args"]
+    assert not [e for e in container["env"] if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]]
     assert store["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
     assert find(renders["default"], "StatefulSet", "cryptolake-minio") == []
 
@@ -258,8 +266,10 @@ def test_minio_is_the_pinned_last_release_and_warned_about(renders):
     (container,) = store["spec"]["template"]["spec"]["containers"]
     assert re.fullmatch(r"quay\.io/minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", container["image"])
     env = env_of(container)
-    assert env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"]["key"] == "AWS_ACCESS_KEY_ID"
-    assert env["MINIO_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "AWS_SECRET_ACCESS_KEY"
+    assert env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"] == {"name": "cryptolake-admin",
+                                                                    "key": "AWS_ACCESS_KEY_ID"}
+    assert env["MINIO_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "cryptolake-admin",
+                                                                        "key": "AWS_SECRET_ACCESS_KEY"}
     assert find(renders["minio"], "StatefulSet", "cryptolake-seaweedfs") == []
     files, values = PROFILES["minio"]
     assert "unmaintained" in notes(files, values)
@@ -304,8 +314,10 @@ def test_an_external_database_runs_no_server(renders):
     assert not [o for o in renders["cloud"] if component(o) == "postgresql"]
     objects = render([], merge(PROFILE_SECRETS, {"postgresql": {"enabled": False,
                                                                 "external": {"host": "db.example.net", "port": 6432}}}))
-    url = one(objects, "Secret", "cryptolake-secrets")["stringData"]["WAREHOUSE_URL"]
+    url = one(objects, "Secret", "cryptolake-admin")["stringData"]["WAREHOUSE_URL"]
     assert url == "postgresql+psycopg2://cryptolake:test-warehouse-pw@db.example.net:6432/cryptolake"
+    url = one(objects, "Secret", "cryptolake-load")["stringData"]["WAREHOUSE_URL"]
+    assert url == "postgresql+psycopg2://cryptolake_loader_user:test-loader-pw@db.example.net:6432/cryptolake"
     assert not [o for o in objects if component(o) == "postgresql"]
 
 
@@ -319,8 +331,8 @@ def test_bucket_init_and_migrate_are_post_install_and_upgrade_hooks(renders, spe
         assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
         assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
         (container,) = job["spec"]["template"]["spec"]["containers"]
-        assert container["envFrom"] == [{"configMapRef": {"name": "cryptolake-config"}},
-                                        {"secretRef": {"name": "cryptolake-secrets"}}]
+        assert container["envFrom"] == [{"configMapRef": {"name": "cryptolake-config"}}]
+        assert {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]} == {"cryptolake-admin"}
     assert int(bucket_init["metadata"]["annotations"]["helm.sh/hook-weight"]) < \
         int(migrate["metadata"]["annotations"]["helm.sh/hook-weight"])
     (container,) = migrate["spec"]["template"]["spec"]["containers"]
@@ -372,7 +384,7 @@ def test_the_history_server_reads_the_lakes_spark_events_with_s3a(renders, profi
     assert server["ports"] == [{"name": "http", "containerPort": 18080}]
     env = env_of(server)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "cryptolake-secrets", "key": key}
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "cryptolake-history", "key": key}
     conf_dir = env["SPARK_CONF_DIR"]["value"]
     assert any(m["mountPath"] == conf_dir for m in server["volumeMounts"])
     assert pod["securityContext"]["runAsUser"] == 185

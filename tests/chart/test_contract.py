@@ -23,7 +23,8 @@ def test_the_default_values_are_the_names_of_the_pipeline_spec(spec):
     assert {name: f"{image['repository']}:{image['tag']}" for name, image in values["images"].items()} == \
         dict(k8s.images)
     assert values["config"]["name"] == k8s.config_map
-    assert values["secrets"]["name"] == k8s.secret
+    # the pipeline's Secrets are named by the chart's copy of the spec; the chart's own two by values
+    assert not {values["secrets"]["historyName"], values["secrets"]["adminName"]} & set(k8s.secrets.values())
     assert values["spark"]["serviceAccount"] == k8s.spark_service_account
 
 
@@ -51,7 +52,20 @@ BAD_VALUES = [
     ("missing password", {"postgresql": {"auth": {"password": ""}}}, "postgresql.auth.password is required"),
     ("missing S3 key", {"objectStore": {"secretAccessKey": ""}}, "objectStore.secretAccessKey is required"),
     ("missing API key", {"secrets": {"cmcApiKey": ""}}, "secrets.cmcApiKey is required"),
-    ("existingSecret renamed", {"secrets": {"existingSecret": "my-secrets"}}, "secrets.existingSecret \"my-secrets\" must be named \"cryptolake-secrets\""),
+    ("missing loader password", {"secrets": {"warehouseLoaderPassword": ""}},
+     "secrets.warehouseLoaderPassword is required"),
+    ("missing backup password", {"secrets": {"warehouseBackupPassword": ""}},
+     "secrets.warehouseBackupPassword is required"),
+    ("loader password unsafe in a URL", {"secrets": {"warehouseLoaderPassword": "a b"}},
+     "/secrets/warehouseLoaderPassword"),
+    ("missing S3 identity key", {"objectStore": {"identities": {"load": {"secretAccessKey": ""}}}},
+     "objectStore.identities.load.secretAccessKey is required"),
+    ("identity of no component", {"objectStore": {"identities": {"bi": {"accessKeyId": "x", "secretAccessKey": "y"}}}},
+     "additional properties 'bi' not allowed"),
+    ("a chart Secret named as a pipeline one", {"secrets": {"historyName": "cryptolake-load"}},
+     "the Secret \"cryptolake-load\" is named for two components"),
+    ("the old single Secret", {"secrets": {"existingSecret": "cryptolake-secrets"}},
+     "additional properties 'existingSecret' not allowed"),
     ("external database without host", {"postgresql": {"enabled": False}}, "postgresql.external.host is required"),
     ("extract egress without ports", {"networkPolicy": {"extractEgress": [{"namespace": "cmc-sandbox"}]}},
      "/networkPolicy/extractEgress/0"),
@@ -149,7 +163,7 @@ def referenced_by_dags_and_manifests(dagbag) -> dict[str, set]:
 
 
 @pytest.mark.parametrize("profile", ["default", "kind", "cloud"])
-def test_everything_the_dags_and_manifests_reference_exists_in_the_chart(renders, kubernetes_dagbag, profile):
+def test_everything_the_dags_and_manifests_reference_exists_in_the_chart(renders, kubernetes_dagbag, profile, spec):
     objects = renders[profile]
     used = referenced_by_dags_and_manifests(kubernetes_dagbag)
     assert used["image"] and used["config_map"] and used["secret"] and used["service_account"]
@@ -165,12 +179,11 @@ def test_everything_the_dags_and_manifests_reference_exists_in_the_chart(renders
     for key in used["config_key"]:
         assert any(key in config_maps[name]["data"] for name in used["config_map"]), key
     secret_names = {o["metadata"]["name"] for o in find(objects, "Secret")}
-    if values["secrets"]["existingSecret"]:
-        assert not secret_names and used["secret"] == {values["secrets"]["existingSecret"]}
+    assert used["secret"] == set(spec.kubernetes.secrets.values())  # each component's, by the spec's names
+    if values["secrets"]["existingSecrets"]:
+        assert not secret_names
     else:
         assert used["secret"] <= secret_names
-        data = one(objects, "Secret", values["secrets"]["name"])["stringData"]
-        assert used["secret_key"] <= set(data)
     accounts = {o["metadata"]["name"] for o in find(objects, "ServiceAccount")}
     assert used["service_account"] <= accounts
     # the extractor pods are the ones the API egress policy selects
@@ -179,14 +192,19 @@ def test_everything_the_dags_and_manifests_reference_exists_in_the_chart(renders
     assert "extract" in used["component"] and "extract" in selected
 
 
-def test_the_pipeline_reads_every_setting_it_needs_from_the_chart(renders):
-    """What `cryptolake extract|transform|load|backup` needs in a cluster: the lake, the store, the warehouse
-    and the API key, all from the ConfigMap and the Secret every pipeline pod loads."""
+NEEDS = {  # what each command needs in a cluster besides the lake and the store
+    "extract": {"CMC_API_KEY", "CMC_BASE_URL"}, "transform": set(), "load": {"WAREHOUSE_URL"},
+    "backup": {"WAREHOUSE_URL"}}
+
+
+@pytest.mark.parametrize("role", NEEDS)
+def test_the_pipeline_reads_every_setting_it_needs_from_the_chart(renders, spec, role):
+    """What `cryptolake extract|transform|load|backup` needs in a cluster, from the ConfigMap and its own Secret."""
     objects = renders["default"]
     keys = set(one(objects, "ConfigMap", "cryptolake-config")["data"]) | \
-        set(one(objects, "Secret", "cryptolake-secrets")["stringData"])
+        set(one(objects, "Secret", spec.kubernetes.secrets[role])["stringData"])
     assert {"LAKE_URI", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-            "WAREHOUSE_URL", "CMC_API_KEY", "CMC_BASE_URL"} <= keys
+            *NEEDS[role]} <= keys
 
 
 # -- the documented values of the official charts ---------------------------------------------------------------

@@ -370,7 +370,8 @@ def run_dag(cluster: Cluster, dag: str, timeout: float) -> tuple[str, dict[str, 
 def warehouse_counts(cluster: Cluster) -> dict[str, int]:
     import sqlalchemy
 
-    secret = cluster.core.read_namespaced_secret(cluster.spec.secret, cluster.jobs)
+    # the loader's login reads dw (the owner's URL is only in the admin Secret)
+    secret = cluster.core.read_namespaced_secret(cluster.spec.secrets["load"], cluster.jobs)
     url = sqlalchemy.engine.make_url(base64.b64decode(secret.data["WAREHOUSE_URL"]).decode())
     pod, port = cluster.service_pod("postgres", url.port or 5432)
     forward = cluster.port_forward(pod, port)

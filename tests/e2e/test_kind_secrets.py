@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.render import KIND_VALUES, PROFILE_SECRETS, merge, render
+from tests.chart.render import KIND_VALUES, render
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "charts" / "kind-secrets.sh"
@@ -71,38 +71,53 @@ def airflow_secret_names() -> dict[str, str]:
     return names
 
 
+COMPONENTS = ("extract", "transform", "load", "backup", "history", "airflow", "admin")
+
+
 def test_a_first_run_creates_every_secret_the_charts_name_with_fresh_random_values(kube):
     env, state = kube
     result = run(env)
     assert result.returncode == 0, result.stderr
     made = secrets(state)
-    assert set(made) == {(JOBS, "cryptolake-postgresql"), (JOBS, "cryptolake-secrets"),
+    assert set(made) == {(JOBS, "cryptolake-postgresql"), *((JOBS, f"cryptolake-{c}") for c in COMPONENTS),
                          *((AIRFLOW, name) for name in airflow_secret_names())}
     for name, key in airflow_secret_names().items():
         assert set(made[(AIRFLOW, name)]) == {key}, name
     password = made[(JOBS, "cryptolake-postgresql")]["password"]
-    pipeline = made[(JOBS, "cryptolake-secrets")]
-    assert set(pipeline) == {"CMC_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "WAREHOUSE_URL"}
-    assert pipeline["CMC_API_KEY"] == "sandbox-key-1"
-    # the same WAREHOUSE_URL the chart itself would build for the kind profile from that password and those keys
-    rendered = render([KIND_VALUES], merge(PROFILE_SECRETS, {
+    component = {c: made[(JOBS, f"cryptolake-{c}")] for c in COMPONENTS}
+    assert component["extract"]["CMC_API_KEY"] == "sandbox-key-1"
+    # exactly what the chart itself would make for the kind profile from the same values: each component's
+    # Secret with only its keys (tests/chart/test_credentials.py checks who gets what)
+    admin = component["admin"]
+    rendered = render([KIND_VALUES], {
         "postgresql": {"auth": {"password": password}},
-        "objectStore": {"accessKeyId": pipeline["AWS_ACCESS_KEY_ID"],
-                        "secretAccessKey": pipeline["AWS_SECRET_ACCESS_KEY"]}}))
-    [chart_secret] = [o for o in rendered if o["kind"] == "Secret" and o["metadata"]["name"] == "cryptolake-secrets"]
-    assert pipeline["WAREHOUSE_URL"] == chart_secret["stringData"]["WAREHOUSE_URL"]
-    host = f"cryptolake:{password}@cryptolake-postgresql.{JOBS}.svc.cluster.local:5432"
-    assert made[(AIRFLOW, "airflow-metadata")]["connection"] == f"postgresql+psycopg2://{host}/airflow"
-    assert made[(AIRFLOW, "airflow-cryptolake-warehouse")]["connection"] == f"postgres://{host}/cryptolake"
-    # task logs: an aws connection to the chart's object store, with the pipeline's S3 keys
+        "secrets": {"cmcApiKey": "sandbox-key-1", "warehouseLoaderPassword": admin["WAREHOUSE_LOADER_PASSWORD"],
+                    "warehouseBackupPassword": admin["WAREHOUSE_BACKUP_PASSWORD"]},
+        "objectStore": {"accessKeyId": admin["AWS_ACCESS_KEY_ID"], "secretAccessKey": admin["AWS_SECRET_ACCESS_KEY"],
+                        "identities": {c: {"accessKeyId": component[c]["AWS_ACCESS_KEY_ID"],
+                                           "secretAccessKey": component[c]["AWS_SECRET_ACCESS_KEY"]}
+                                       for c in COMPONENTS if c != "admin"}}})
+    chart = {o["metadata"]["name"]: o["stringData"] for o in rendered if o["kind"] == "Secret"}
+    for c in COMPONENTS:
+        assert component[c] == chart[f"cryptolake-{c}"], c
+    assert made[(JOBS, "cryptolake-postgresql")] == chart["cryptolake-postgresql"]
+    host = f"@cryptolake-postgresql.{JOBS}.svc.cluster.local:5432"
+    assert made[(AIRFLOW, "airflow-metadata")]["connection"] == \
+        f"postgresql+psycopg2://cryptolake:{password}{host}/airflow"
+    # post-load SQL (CALL meta.refresh_statistics()) runs as the loader's login, not the owner
+    assert made[(AIRFLOW, "airflow-cryptolake-warehouse")]["connection"] == \
+        f"postgres://cryptolake_loader_user:{admin['WAREHOUSE_LOADER_PASSWORD']}{host}/cryptolake"
+    # task logs: an aws connection to the chart's object store, with Airflow's own S3 identity
     [settings] = [o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "cryptolake-config"]
     logs = json.loads(made[(AIRFLOW, "airflow-cryptolake-logs")]["connection"])
-    assert logs == {"conn_type": "aws", "login": pipeline["AWS_ACCESS_KEY_ID"],
-                    "password": pipeline["AWS_SECRET_ACCESS_KEY"],
+    assert logs == {"conn_type": "aws", "login": component["airflow"]["AWS_ACCESS_KEY_ID"],
+                    "password": component["airflow"]["AWS_SECRET_ACCESS_KEY"],
                     "extra": {"endpoint_url": settings["data"]["AWS_ENDPOINT_URL"],
                               "region_name": settings["data"]["AWS_REGION"]}}
     assert len(base64.urlsafe_b64decode(made[(AIRFLOW, "airflow-fernet-key")]["fernet-key"])) == 32
-    randoms = [password, pipeline["AWS_SECRET_ACCESS_KEY"], made[(AIRFLOW, "airflow-api-secret-key")]["api-secret-key"],
+    randoms = [password, admin["WAREHOUSE_LOADER_PASSWORD"], admin["WAREHOUSE_BACKUP_PASSWORD"],
+               *(component[c]["AWS_SECRET_ACCESS_KEY"] for c in COMPONENTS),
+               made[(AIRFLOW, "airflow-api-secret-key")]["api-secret-key"],
                made[(AIRFLOW, "airflow-jwt-secret")]["jwt-secret"], made[(AIRFLOW, "airflow-fernet-key")]["fernet-key"]]
     assert len(set(randoms)) == len(randoms) and all(len(v) >= 32 for v in randoms)
     # nothing secret in what it printed or in any command line
@@ -126,12 +141,27 @@ def test_a_rerun_keeps_every_value_and_takes_a_new_api_key(kube):
     rotated = run(env, CMC_API_KEY="real-key-2")
     assert rotated.returncode == 0, rotated.stderr
     after = secrets(state)
-    assert after[(JOBS, "cryptolake-secrets")]["CMC_API_KEY"] == "real-key-2"
-    after[(JOBS, "cryptolake-secrets")]["CMC_API_KEY"] = "sandbox-key-1"
+    assert after[(JOBS, "cryptolake-extract")]["CMC_API_KEY"] == "real-key-2"
+    after[(JOBS, "cryptolake-extract")]["CMC_API_KEY"] = "sandbox-key-1"
     assert after == first
     # without CMC_API_KEY the stored key stays
     assert run({k: v for k, v in env.items() if k != "CMC_API_KEY"}).returncode == 0
-    assert secrets(state)[(JOBS, "cryptolake-secrets")]["CMC_API_KEY"] == "real-key-2"
+    assert secrets(state)[(JOBS, "cryptolake-extract")]["CMC_API_KEY"] == "real-key-2"
+
+
+def test_deleting_a_secret_rotates_its_values_into_every_secret_that_carries_them(kube):
+    """docs/kubernetes.md, "Rotating secrets": on kind, a value is rotated by deleting the Secret holding it."""
+    env, state = kube
+    assert run(env).returncode == 0
+    first = secrets(state)
+    (state / f"Secret.{JOBS}.cryptolake-postgresql.json").unlink()
+    assert run(env).returncode == 0
+    after = secrets(state)
+    old, new = first[(JOBS, "cryptolake-postgresql")]["password"], after[(JOBS, "cryptolake-postgresql")]["password"]
+    assert new != old
+    assert f":{new}@" in after[(JOBS, "cryptolake-admin")]["WAREHOUSE_URL"]
+    assert f":{new}@" in after[(AIRFLOW, "airflow-metadata")]["connection"]
+    assert after[(JOBS, "cryptolake-load")] == first[(JOBS, "cryptolake-load")]  # nothing else changed
 
 
 def test_no_api_key_anywhere_fails_naming_it_and_writes_nothing(kube):
@@ -175,17 +205,20 @@ def test_make_deploy_makes_the_secrets_before_the_charts_and_installs_the_chart_
     assert enforced == {JOBS: "restricted", AIRFLOW: "baseline", "spark-operator": "baseline"}
     creates = [" ".join(c[c.index("create") + 1:][:1]) for c in calls if "create" in c]
     assert creates.index("secret") > max(i for i, kind in enumerate(creates) if kind == "namespace")  # first
-    assert {(ns, name) for ns, name in secrets(state)} >= {(JOBS, "cryptolake-secrets"), (AIRFLOW, "airflow-metadata")}
+    assert {(ns, name) for ns, name in secrets(state)} >= {(JOBS, "cryptolake-extract"), (AIRFLOW, "airflow-metadata")}
     cryptolake = " ".join(calls[installs[1]])
-    assert "--set secrets.existingSecret=cryptolake-secrets" in cryptolake
+    assert "--set secrets.existingSecrets=true" in cryptolake
     assert "--set postgresql.auth.existingSecret=cryptolake-postgresql" in cryptolake
     assert "-f charts/cryptolake/values-kind.yaml" in cryptolake and f"-n {JOBS}" in cryptolake
 
 
 def test_the_kind_profile_on_those_secrets_creates_none_and_reads_them():
-    objects = render([KIND_VALUES], {"secrets": {"existingSecret": "cryptolake-secrets"},
+    objects = render([KIND_VALUES], {"secrets": {"existingSecrets": True},
                                      "postgresql": {"auth": {"existingSecret": "cryptolake-postgresql"}}})
     assert [o for o in objects if o["kind"] == "Secret"] == []
     text = json.dumps(objects)
     assert '"name": "cryptolake-postgresql", "key": "password"' in text
-    assert '"secretRef": {"name": "cryptolake-secrets"}' in text
+    for c in COMPONENTS:
+        if c in ("extract", "transform", "backup"):  # read by the DAG pods and SparkApplications, not the chart's
+            continue
+        assert f'"name": "cryptolake-{c}"' in text, c

@@ -93,8 +93,9 @@ def test_extractor_pods_take_settings_and_secrets_from_the_cluster_and_run_restr
         backup = task.task_id == "backup"
         assert container["image"] == k8s.images["spark" if backup else "extract"]
         assert pod["metadata"]["namespace"] == k8s.namespace
+        # its own Secret: the extractors' holds the API key and no warehouse login, the backup's no API key
         assert container["envFrom"] == [{"configMapRef": {"name": k8s.config_map}},
-                                        {"secretRef": {"name": k8s.secret}}]
+                                        {"secretRef": {"name": k8s.secrets["backup" if backup else "extract"]}}]
         assert container.get("env", []) == []  # no value in the DAG, secret or not
         assert container["resources"] == {
             "requests": {"cpu": k8s.extract_resources["cpu"], "memory": k8s.extract_resources["memory"]},

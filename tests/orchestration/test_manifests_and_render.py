@@ -94,8 +94,9 @@ def test_manifests_say_what_the_spec_says(spec):
             assert (executor["instances"], executor["cores"], executor["memory"]) == (
                 k8s.spark_executor["instances"], k8s.spark_executor["cores"], k8s.spark_executor["memory"])
             for pod in (driver, executor):
+                # the app's own Secret: transform holds no warehouse login, neither holds the API key
                 assert pod["envFrom"] == [{"configMapRef": {"name": k8s.config_map}},
-                                          {"secretRef": {"name": k8s.secret}}]
+                                          {"secretRef": {"name": k8s.secrets[app]}}]
                 assert pod["securityContext"] == {
                     "runAsNonRoot": True, "runAsUser": 185, "runAsGroup": 185, "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},

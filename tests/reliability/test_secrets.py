@@ -174,14 +174,19 @@ def test_a_whole_cycle_leaks_no_secret_in_logs_ledger_or_spark_event_logs(stack_
 
 
 # -- what the repo ships ------------------------------------------------------------------------------------
-DISTINCT = {"objectStore": {"accessKeyId": "akid-4f1c9e2d7b", "secretAccessKey": "s3secret-9d8c7b6a5f4e"},
-            "secrets": {"cmcApiKey": "cmckey-1a2b3c4d5e6f"},
+DISTINCT = {"objectStore": {"accessKeyId": "akid-4f1c9e2d7b", "secretAccessKey": "s3secret-9d8c7b6a5f4e",
+                            "identities": {role: {"secretAccessKey": f"s3secret-{role}-8e7d6c5b"}
+                                           for role in ("extract", "transform", "load", "backup", "history", "airflow")}},
+            "secrets": {"cmcApiKey": "cmckey-1a2b3c4d5e6f", "warehouseLoaderPassword": "loaderpw-2b3c4d5e6f",
+                        "warehouseBackupPassword": "backuppw-3c4d5e6f7a"},
             "postgresql": {"auth": {"password": "pgpass-7e6d5c4b3a2f"}}}
 
 
 def _secret_values() -> list[str]:
     return [DISTINCT["objectStore"]["secretAccessKey"], DISTINCT["secrets"]["cmcApiKey"],
-            DISTINCT["postgresql"]["auth"]["password"]]
+            DISTINCT["secrets"]["warehouseLoaderPassword"], DISTINCT["secrets"]["warehouseBackupPassword"],
+            DISTINCT["postgresql"]["auth"]["password"],
+            *(identity["secretAccessKey"] for identity in DISTINCT["objectStore"]["identities"].values())]
 
 
 def test_the_rendered_chart_keeps_secrets_in_secrets_only():
