@@ -174,9 +174,9 @@ def test_a_whole_cycle_leaks_no_secret_in_logs_ledger_or_spark_event_logs(stack_
 
 
 # -- what the repo ships ------------------------------------------------------------------------------------
+IDENTITIES = ("extract", "transform", "load", "backup", "history", "airflow")
 DISTINCT = {"objectStore": {"accessKeyId": "akid-4f1c9e2d7b", "secretAccessKey": "s3secret-9d8c7b6a5f4e",
-                            "identities": {role: {"secretAccessKey": f"s3secret-{role}-8e7d6c5b"}
-                                           for role in ("extract", "transform", "load", "backup", "history", "airflow")}},
+                            "identities": {role: {"secretAccessKey": f"s3secret-{role}-8e7d6c5b"} for role in IDENTITIES}},
             "secrets": {"cmcApiKey": "cmckey-1a2b3c4d5e6f", "warehouseLoaderPassword": "loaderpw-2b3c4d5e6f",
                         "warehouseBackupPassword": "backuppw-3c4d5e6f7a"},
             "postgresql": {"auth": {"password": "pgpass-7e6d5c4b3a2f"}}}
