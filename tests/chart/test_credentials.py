@@ -293,14 +293,15 @@ class Weed:
 def store(default_objects, rendered_secrets):
     """The chart's identities on a real SeaweedFS, the bucket made by the chart's bucket-init (admin identity)."""
     root = Path(tempfile.mkdtemp(prefix="cryptolake-identities-"))
-    env = init_container_env(default_objects, rendered_secrets, "s3-identities")
-    made = subprocess.run([sys.executable, str(SCRIPT), "s3-config", str(root / "s3.json")], capture_output=True,
-                          text=True, timeout=60, env={"PATH": os.environ["PATH"], **env})
-    assert made.returncode == 0, made.stderr
-    assert not [v for v in rendered_secrets["cryptolake-admin"].values() if v in made.stdout]  # no key printed
-    assert oct((root / "s3.json").stat().st_mode & 0o777) == "0o600"
-    weed = Weed(root, root / "s3.json")
+    weed = None
     try:
+        env = init_container_env(default_objects, rendered_secrets, "s3-identities")
+        made = subprocess.run([sys.executable, str(SCRIPT), "s3-config", str(root / "s3.json")], capture_output=True,
+                              text=True, timeout=60, env={"PATH": os.environ["PATH"], **env})
+        assert made.returncode == 0, made.stderr
+        assert not [v for v in rendered_secrets["cryptolake-admin"].values() if v in made.stdout]  # no key printed
+        assert oct((root / "s3.json").stat().st_mode & 0o777) == "0o600"
+        weed = Weed(root, root / "s3.json")
         admin = rendered_secrets["cryptolake-admin"]
         bucket_init = subprocess.run(
             [sys.executable, str(SCRIPT), "bucket-init"], capture_output=True, text=True, timeout=300,
@@ -310,7 +311,8 @@ def store(default_objects, rendered_secrets):
         assert bucket_init.returncode == 0, bucket_init.stdout + bucket_init.stderr
         yield weed, env["LAKE_URI"].removeprefix("s3://")
     finally:
-        weed.stop()
+        if weed:
+            weed.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
