@@ -37,6 +37,9 @@ SPARK_SIZE = re.compile(r"\d+[kmgt]?", re.IGNORECASE)  # spark.driver.memory: 1g
 PARAMS = {"listings_limit": "cmc_listings_limit", "category_slice": "cmc_category_slice",
           "rescan_days": "cmc_rescan_days"}
 SCHEDULED_GROUPS = tuple(g for g in GROUPS if g != "all")
+TIMEOUT_KINDS = ("extract", "spark", "sql", "backup", "status")
+# Notifier arguments that would hold a credential: those belong in an Airflow connection, never in the spec.
+CREDENTIAL_ARG = re.compile(r"(^|_)(password|passwd|secret|token|api_?key|credentials?)($|_)", re.IGNORECASE)
 
 
 class SpecError(CryptolakeError):
@@ -96,6 +99,17 @@ class ExtractJob:
 
 
 @dataclass(frozen=True)
+class AlertPolicy:
+    """Who hears about a failed DAG run or an unhealthy warehouse: an Airflow notifier class (dotted path) and
+    its keyword arguments (templates over `alert.subject`, `alert.text`, `alert.html`); the `status` DAG's
+    schedule."""
+
+    notifier: str
+    args: Mapping[str, Any]
+    status_schedule: Schedule
+
+
+@dataclass(frozen=True)
 class AirflowPolicy:
     owner: str
     api_pool: str
@@ -103,8 +117,9 @@ class AirflowPolicy:
     retries: int
     retry_delay_minutes: int
     max_retry_delay_minutes: int
-    timeout_minutes: Mapping[str, int]  # extract, spark, sql, backup
+    timeout_minutes: Mapping[str, int]  # TIMEOUT_KINDS
     warehouse_conn_id: str
+    alerts: AlertPolicy
 
 
 @dataclass(frozen=True)
@@ -267,15 +282,35 @@ class _Reader:
 
     def airflow(self, raw: Any) -> AirflowPolicy:
         spec = self.mapping(raw, "airflow", ("owner", "api_pool", "retries", "retry_delay_minutes",
-                                             "max_retry_delay_minutes", "timeout_minutes", "warehouse_conn_id"))
+                                             "max_retry_delay_minutes", "timeout_minutes", "warehouse_conn_id",
+                                             "alerts"))
         pool = self.mapping(spec["api_pool"], "airflow.api_pool", ("name", "slots"))
         return AirflowPolicy(
             self.text(spec["owner"], "airflow.owner"), self.text(pool["name"], "airflow.api_pool.name"),
             self.count(pool["slots"], "airflow.api_pool.slots", 1), self.count(spec["retries"], "airflow.retries"),
             self.count(spec["retry_delay_minutes"], "airflow.retry_delay_minutes", 1),
             self.count(spec["max_retry_delay_minutes"], "airflow.max_retry_delay_minutes", 1),
-            self.counts(spec["timeout_minutes"], "airflow.timeout_minutes", ("extract", "spark", "sql", "backup")),
-            self.text(spec["warehouse_conn_id"], "airflow.warehouse_conn_id"))
+            self.counts(spec["timeout_minutes"], "airflow.timeout_minutes", TIMEOUT_KINDS),
+            self.text(spec["warehouse_conn_id"], "airflow.warehouse_conn_id"), self.alerts(spec["alerts"]))
+
+    def alerts(self, raw: Any) -> AlertPolicy:
+        # The notifier is imported when the DAGs are built (the core does not import Airflow): here its shape.
+        where = "airflow.alerts"
+        spec = self.mapping(raw, where, ("notifier", "args", "status_schedule"))
+        notifier = self.text(spec["notifier"], f"{where}.notifier")
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", notifier):
+            raise self.fail(f"{where}.notifier", "expected the dotted path of an Airflow notifier class, such as "
+                            f"airflow.providers.smtp.notifications.smtp.SmtpNotifier, got {notifier!r}")
+        args = self.mapping(spec["args"], f"{where}.args", allowed=tuple(map(str, spec["args"]))
+                            if isinstance(spec["args"], dict) else ())
+        for key in args:
+            if CREDENTIAL_ARG.search(key):
+                raise self.fail(f"{where}.args.{key}", "a credential has no place in the spec: put it in the Airflow "
+                                                      "connection the notifier reads (docs/orchestration.md, Alerts)")
+        schedule = self.schedule(spec["status_schedule"], f"{where}.status_schedule")
+        if schedule is None:
+            raise self.fail(f"{where}.status_schedule", "the status check needs a schedule")
+        return AlertPolicy(notifier, args, schedule)
 
     def kubernetes(self, raw: Any) -> KubernetesPlacement:
         where = "kubernetes"

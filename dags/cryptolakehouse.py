@@ -1,6 +1,7 @@
 # Generated from cryptolake/pipeline.yaml by `make generate` (python -m cryptolake.orchestration.render).
 # Do not edit: change the spec and regenerate; tests/orchestration fails when this file drifts.
-"""CryptoLakehouse's Airflow DAGs: init, daily, weekly, 5x, 10x and backup (docs/orchestration.md).
+"""CryptoLakehouse's Airflow DAGs: init, daily, weekly, 5x, 10x, backup and status (docs/orchestration.md); a
+failed run of any of them alerts through the spec's airflow.alerts notifier.
 
 The backend comes from CRYPTOLAKE_DAG_BACKEND (kubernetes: pods and SparkApplications; local: the same
 commands as subprocesses of the worker); by default kubernetes inside a cluster, local elsewhere.
@@ -44,8 +45,15 @@ SPEC = {'version': 1,
              'retries': 2,
              'retry_delay_minutes': 2,
              'max_retry_delay_minutes': 30,
-             'timeout_minutes': {'extract': 30, 'spark': 90, 'sql': 10, 'backup': 30},
-             'warehouse_conn_id': 'cryptolake_warehouse'},
+             'timeout_minutes': {'extract': 30, 'spark': 90, 'sql': 10, 'backup': 30, 'status': 10},
+             'warehouse_conn_id': 'cryptolake_warehouse',
+             'alerts': {'notifier': 'airflow.providers.smtp.notifications.smtp.SmtpNotifier',
+                        'args': {'smtp_conn_id': 'cryptolake_smtp',
+                                 'from_email': 'cryptolake@localhost',
+                                 'to': ['data-platform@example.com'],
+                                 'subject': '{{ alert.subject }}',
+                                 'html_content': '{{ alert.html }}'},
+                        'status_schedule': {'days': 'every day', 'at': ['10:45', '21:45']}}},
  'kubernetes': {'namespace': 'cryptolake-jobs',
                 'images': {'extract': 'cryptolake-extract:0.1.0', 'spark': 'cryptolake-spark:0.1.0'},
                 'config_map': 'cryptolake-config',

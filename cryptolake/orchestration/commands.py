@@ -36,6 +36,11 @@ def backup() -> list[str]:
     return [EXECUTABLE, "backup"]
 
 
+def status() -> list[str]:
+    """The warehouse's health as JSON; exit status 3 when a table is stale, failing or never loaded."""
+    return [EXECUTABLE, "status", "--json"]
+
+
 def _group(group: str) -> str:
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")

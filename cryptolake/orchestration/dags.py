@@ -1,11 +1,14 @@
 """The Airflow DAGs, built from the pipeline spec: one per frequency group (init, daily, weekly, 5x, 10x),
-`backup`, and on the kubernetes backend `housekeeping` (failed pods removed after the retention).
+`backup`, `status` (`cryptolake status` on a schedule) and on the kubernetes backend `housekeeping` (failed
+pods removed after the retention). A failed run of any of them alerts a person (alerts.py: the spec's notifier,
+SMTP by default).
 
 A group's DAG runs its extractors (TaskGroup `extract`, one task each, in the registry's run order), then its
 Spark applications in the spec's order (transform, load), then the post-load SQL on the warehouse connection.
 Two backends run the same commands (commands.py):
 - kubernetes: a KubernetesPodOperator per extractor on the extract image, a SparkKubernetesOperator per Spark
-  app submitting the rendered manifests/spark/<group>-<app>.yaml, the backup as a pod on the Spark image;
+  app submitting the rendered manifests/spark/<group>-<app>.yaml, the backup and the status check as pods on the
+  Spark image;
 - local: CryptolakeCommandOperator (local.py), the same argv as a subprocess of the worker.
 Building the DAGs does no I/O and builds no extractor: the registry's extractors are module-level declarations.
 """
@@ -22,6 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from cryptolake.errors import CryptolakeError
 from cryptolake.orchestration import commands
+from cryptolake.orchestration.alerts import AlertNotifier, load_notifier
 from cryptolake.orchestration.render import SPARK_UID, manifest_name
 from cryptolake.pipeline import Pipeline, Schedule
 
@@ -30,6 +34,7 @@ BACKEND_ENV = "CRYPTOLAKE_DAG_BACKEND"
 BACKUP_DAG = "backup"
 HOUSEKEEPING_DAG = "housekeeping"  # kubernetes backend only: failed pods removed after the retention
 HOUSEKEEPING_CRON = "0 6 * * *"  # daily, before the first group of a weekday
+STATUS_DAG = "status"
 EXTRACT_GROUP = "extract"  # the TaskGroup of a group's extractor tasks
 EXTRACT_FAILED = "extract_failed"
 POST_LOAD_SQL = "post_load_sql"
@@ -60,10 +65,13 @@ def build_dags(spec: Pipeline, backend: str, manifest_dir: str | None = None) ->
         raise CryptolakeError("the kubernetes DAG backend needs the directory of the SparkApplication manifests",
                               "Pass manifest_dir (dags/cryptolakehouse.py passes manifests/spark)")
     tasks = _KubernetesTasks(spec) if backend == "kubernetes" else _LocalTasks(spec)
-    dags = {name: _group_dag(spec, name, tasks, backend, manifest_dir) for name in spec.groups}
-    dags[BACKUP_DAG] = _backup_dag(spec, tasks, backend)
+    notifier = load_notifier(spec)
+    alert = AlertNotifier(notifier)
+    dags = {name: _group_dag(spec, name, tasks, backend, manifest_dir, alert) for name in spec.groups}
+    dags[BACKUP_DAG] = _backup_dag(spec, tasks, backend, alert)
+    dags[STATUS_DAG] = _status_dag(spec, tasks, backend, AlertNotifier(notifier, status_task=STATUS_DAG))
     if backend == "kubernetes":
-        dags[HOUSEKEEPING_DAG] = _housekeeping_dag(spec)
+        dags[HOUSEKEEPING_DAG] = _housekeeping_dag(spec, alert)
     return dags
 
 
@@ -106,7 +114,8 @@ class ExtractFailedOperator(BaseOperator):
                                    "post-load SQL ran on what the other extractors wrote")
 
 
-def _group_dag(spec: Pipeline, name: str, tasks: "_Tasks", backend: str, manifest_dir: str | None) -> DAG:
+def _group_dag(spec: Pipeline, name: str, tasks: "_Tasks", backend: str, manifest_dir: str | None,
+               alert: AlertNotifier) -> DAG:
     from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 
     from cryptolake.services.extract.registry import group as group_jobs
@@ -125,6 +134,7 @@ def _group_dag(spec: Pipeline, name: str, tasks: "_Tasks", backend: str, manifes
         doc_md=_group_doc(spec, name, extractors, backend),
         tags=["cryptolake", name, "extract", "spark", backend],
         template_searchpath=[manifest_dir] if manifest_dir else None,
+        on_failure_callback=alert,
     ) as dag:
         with TaskGroup(EXTRACT_GROUP, tooltip="one task per extractor, in run order") as extract_group:
             # In the registry's run order: key_info first (it records the month's credits), the maps before
@@ -149,7 +159,7 @@ def _group_dag(spec: Pipeline, name: str, tasks: "_Tasks", backend: str, manifes
     return dag
 
 
-def _backup_dag(spec: Pipeline, tasks: "_Tasks", backend: str) -> DAG:
+def _backup_dag(spec: Pipeline, tasks: "_Tasks", backend: str, alert: AlertNotifier) -> DAG:
     with DAG(
         dag_id=BACKUP_DAG,
         description="Warehouse backup (pg_dump) to the lake's gold layer.",
@@ -164,12 +174,35 @@ def _backup_dag(spec: Pipeline, tasks: "_Tasks", backend: str) -> DAG:
                 f"Schedule (UTC): `{spec.backup_schedule.cron}`.\n\n"
                 "Generated from cryptolake/pipeline.yaml; see docs/orchestration.md."),
         tags=["cryptolake", BACKUP_DAG, backend],
+        on_failure_callback=alert,
     ) as dag:
         tasks.backup()
     return dag
 
 
-def _housekeeping_dag(spec: Pipeline) -> DAG:
+def _status_dag(spec: Pipeline, tasks: "_Tasks", backend: str, alert: AlertNotifier) -> DAG:
+    schedule = spec.airflow.alerts.status_schedule
+    with DAG(
+        dag_id=STATUS_DAG,
+        description="Warehouse health: alerts when a table is stale, failing or never loaded.",
+        schedule=_schedule(schedule),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=_paused_upon_creation(backend),
+        default_args=default_args(spec),
+        doc_md=(f"Runs `{' '.join(commands.status())}` (docs/status.md). When a table is stale, failing or never "
+                "loaded (exit status 3) the task fails without retry and the run's alert names those tables. "
+                f"Backend: {backend}. Schedule (UTC): `{schedule.cron}`.\n\n"
+                "Generated from cryptolake/pipeline.yaml; see docs/orchestration.md."),
+        tags=["cryptolake", STATUS_DAG, backend],
+        on_failure_callback=alert,
+    ) as dag:
+        tasks.status()
+    return dag
+
+
+def _housekeeping_dag(spec: Pipeline, alert: AlertNotifier) -> DAG:
     from airflow.providers.standard.operators.python import PythonOperator
 
     k8s = spec.kubernetes
@@ -188,6 +221,7 @@ def _housekeeping_dag(spec: Pipeline) -> DAG:
                 "timeToLiveSeconds. Schedule (UTC): "
                 f"`{HOUSEKEEPING_CRON}`.\n\nGenerated from cryptolake/pipeline.yaml; see docs/orchestration.md."),
         tags=["cryptolake", HOUSEKEEPING_DAG, "kubernetes"],
+        on_failure_callback=alert,
     ) as dag:
         PythonOperator(task_id="delete_expired_failed_pods", python_callable=_delete_expired_failed_pods,
                        op_kwargs={"namespace": k8s.namespace, "hours": k8s.finished_retention_hours},
@@ -234,6 +268,9 @@ class _Tasks(ABC):
     @abstractmethod
     def backup(self) -> BaseOperator: ...
 
+    @abstractmethod
+    def status(self) -> BaseOperator: ...
+
     def _extract_common(self) -> dict[str, Any]:
         return {"pool": self.spec.airflow.api_pool, "pool_slots": 1, "execution_timeout": _timeout(self.spec, "extract")}
 
@@ -256,6 +293,12 @@ class _LocalTasks(_Tasks):
 
         return CryptolakeCommandOperator(task_id=BACKUP_DAG, argv=commands.backup(),
                                          execution_timeout=_timeout(self.spec, "backup"))
+
+    def status(self) -> BaseOperator:
+        from cryptolake.orchestration.local import CryptolakeStatusOperator
+
+        return CryptolakeStatusOperator(task_id=STATUS_DAG, argv=commands.status(),
+                                        execution_timeout=_timeout(self.spec, "status"))
 
 
 class _KubernetesTasks(_Tasks):
@@ -281,6 +324,19 @@ class _KubernetesTasks(_Tasks):
             resources=(resources["cpu"], resources["memory"], resources["memory_limit"]),
             execution_timeout=_timeout(self.spec, "backup"))
 
+    def status(self) -> BaseOperator:
+        # Like the backup, and with its credentials: the Spark image has the warehouse extra, and the status only
+        # reads (the warehouse as the read-only backup login, the lake's ledger).
+        from cryptolake.orchestration.status_pod import StatusPodOperator
+
+        k8s = self.spec.kubernetes
+        resources = k8s.extract_resources
+        return self._pod(
+            task_id=STATUS_DAG, name="cryptolake-status", image=k8s.images["spark"], argv=commands.status(),
+            run_as_user=SPARK_UID, secret=k8s.secrets["backup"], labels={"app.kubernetes.io/component": "status"},
+            resources=(resources["cpu"], resources["memory"], resources["memory_limit"]),
+            execution_timeout=_timeout(self.spec, "status"), operator=StatusPodOperator)
+
     def spark(self, app: str, group: str, **kwargs: Any) -> BaseOperator:
         from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKubernetesOperator
 
@@ -295,13 +351,14 @@ class _KubernetesTasks(_Tasks):
             execution_timeout=_timeout(self.spec, "spark"), **kwargs)
 
     def _pod(self, *, task_id: str, name: str, image: str, argv: list[str], run_as_user: int | None, secret: str,
-             labels: dict[str, str], resources: tuple[str, str, str], **kwargs: Any) -> BaseOperator:
+             labels: dict[str, str], resources: tuple[str, str, str], operator: type | None = None,
+             **kwargs: Any) -> BaseOperator:
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
         from kubernetes.client import models as k8s
 
         placement = self.spec.kubernetes
         cpu, memory, memory_limit = resources
-        return KubernetesPodOperator(
+        return (operator or KubernetesPodOperator)(
             task_id=task_id, name=name, namespace=placement.namespace, image=image,
             cmds=argv[:1], arguments=argv[1:],
             # Settings from the chart's ConfigMap, credentials from this component's own Secret: no value is in

@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
 from cryptolake.local.process import signal_group
+from cryptolake.orchestration.alerts import check_status, read_report
 from cryptolake.orchestration.commands import EXECUTABLE
 
 BIN_ENV = "CRYPTOLAKE_BIN"  # the cryptolake executable to run, when it is not next to Python or on PATH
@@ -60,6 +61,17 @@ class CryptolakeCommandOperator(BaseOperator):
         self._process: subprocess.Popen | None = None
 
     def execute(self, context: Any) -> None:
+        self.finish(self.run_command(), context)
+
+    def finish(self, status: int, context: Any) -> None:
+        if status != 0:
+            raise AirflowException(f"`{' '.join(self.argv)}` failed with exit status {status}")
+
+    def output(self, line: str) -> None:
+        self.log.info("%s", line)
+
+    def run_command(self) -> int:
+        """Runs the command, each line of its output through output(); its exit status."""
         command = [resolve_executable(), *self.argv[1:]]
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout else None
         self.log.info("running: %s", " ".join(self.argv))
@@ -79,7 +91,7 @@ class CryptolakeCommandOperator(BaseOperator):
                 timer.start()
             assert process.stdout is not None
             for line in process.stdout:
-                self.log.info("%s", line.rstrip("\n"))
+                self.output(line.rstrip("\n"))
             status = process.wait()
         finally:
             if timer:
@@ -91,8 +103,7 @@ class CryptolakeCommandOperator(BaseOperator):
         if timed_out.is_set():
             raise AirflowTaskTimeout(f"`{' '.join(self.argv)}` ran longer than {timeout:.0f} s "
                                      "(execution_timeout); its process group was terminated")
-        if status != 0:
-            raise AirflowException(f"`{' '.join(self.argv)}` failed with exit status {status}")
+        return status
 
     def on_kill(self) -> None:
         if self._process is not None:
@@ -106,3 +117,21 @@ class CryptolakeCommandOperator(BaseOperator):
         except subprocess.TimeoutExpired:
             pass
         signal_group(process.pid, signal.SIGKILL)  # the leader may be gone while its children linger
+
+
+class CryptolakeStatusOperator(CryptolakeCommandOperator):
+    """`cryptolake status --json`: when the warehouse is unhealthy, the task fails for good with the tables that
+    are not OK kept for the run's alert (alerts.check_status)."""
+
+    def execute(self, context: Any) -> None:
+        self._lines: list[str] = []
+        super().execute(context)
+
+    def output(self, line: str) -> None:
+        self._lines.append(line)
+        super().output(line)
+
+    def finish(self, status: int, context: Any) -> None:
+        if status != 0:
+            check_status(read_report(self._lines), context)
+        super().finish(status, context)

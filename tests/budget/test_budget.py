@@ -112,6 +112,11 @@ def test_budget_fails_when_the_margin_is_below_the_minimum(tmp_path):
      "groups.init.schedule", "on demand"),
     (lambda r: r["kubernetes"]["spark_driver"].pop("memory"), "kubernetes.spark_driver.memory", "missing"),
     (lambda r: r["airflow"]["api_pool"].update(slots=0), "airflow.api_pool.slots", ">= 1"),
+    (lambda r: r["airflow"]["alerts"]["args"].update(password="hunter22"), "airflow.alerts.args.password",
+     "Airflow connection"),
+    (lambda r: r["airflow"]["alerts"].update(notifier="smtp"), "airflow.alerts.notifier", "dotted path"),
+    (lambda r: r["airflow"]["alerts"].update(status_schedule=None), "airflow.alerts.status_schedule",
+     "needs a schedule"),
     (lambda r: r.update(version=2), "version", "reads version 1"),
 ])
 def test_a_bad_spec_is_rejected_naming_the_field(tmp_path, edit, where, says):

@@ -21,17 +21,27 @@ def parse(argv: list[str]) -> click.Context:
         return command.make_context(name, rest, parent=group)
 
 
+def pod_tasks(bag) -> list:
+    """The tasks that run a pod of their own (not a SparkApplication)."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKubernetesOperator
+
+    return [task for dag in bag.dags.values() for task in dag.tasks
+            if isinstance(task, KubernetesPodOperator) and not isinstance(task, SparkKubernetesOperator)]
+
+
 def commands_of(bag) -> list[list[str]]:
     """Every argv the DAGs of one DagBag run (pods: cmds + arguments; local: argv; Spark: via the manifest)."""
-    found = []
+    from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKubernetesOperator
+
+    from cryptolake.orchestration.local import CryptolakeCommandOperator
+
+    found = [[*task.cmds, *task.arguments] for task in pod_tasks(bag)]
     for dag in bag.dags.values():
         for task in dag.tasks:
-            kind = type(task).__name__
-            if kind == "KubernetesPodOperator":
-                found.append([*task.cmds, *task.arguments])
-            elif kind == "CryptolakeCommandOperator":
+            if isinstance(task, CryptolakeCommandOperator):
                 found.append(task.argv)
-            elif kind == "SparkKubernetesOperator":
+            elif isinstance(task, SparkKubernetesOperator):
                 manifest = yaml.safe_load(task.application_file)  # read by Airflow from manifests/spark
                 app = manifest["spec"]["mainApplicationFile"].rsplit("/", 1)[1].removesuffix(".py")
                 found.append(["cryptolake", app, *manifest["spec"]["arguments"]])
@@ -46,6 +56,8 @@ def check_command(spec, argv: list[str]) -> None:
         assert registry.job(extractor, group, spec).extractor.name == extractor  # runs in that group
     elif ctx.command.name in spec.spark_apps:
         assert ctx.params["group"] in spec.groups and ctx.params["tables"] == ()
+    elif ctx.command.name == "status":
+        assert ctx.params == {"as_json": True}  # the status task reads the JSON
     else:
         assert argv == ["cryptolake", "backup"]
 
@@ -60,6 +72,7 @@ def test_every_task_command_parses_with_the_real_cli(dagbags, spec, backend):
     spark = sorted(tuple(a) for a in found if a[1] in ("transform", "load"))
     assert spark == sorted(tuple(commands.spark_app(app, g)) for g in spec.groups for app in spec.spark_apps)
     assert found.count(["cryptolake", "backup"]) == 1
+    assert found.count(commands.status()) == 1
 
 
 def test_the_backends_run_identical_commands(dagbags):
@@ -85,17 +98,17 @@ def pod_dict(task) -> dict:
 
 def test_extractor_pods_take_settings_and_secrets_from_the_cluster_and_run_restricted(dagbags, spec):
     k8s = spec.kubernetes
-    pods = [(task, pod_dict(task)) for dag in dagbags["kubernetes"].dags.values() for task in dag.tasks
-            if type(task).__name__ == "KubernetesPodOperator"]
-    assert len(pods) == len(spec.jobs) + 1  # + backup
+    pods = [(task, pod_dict(task)) for task in pod_tasks(dagbags["kubernetes"])]
+    assert len(pods) == len(spec.jobs) + 2  # + backup, status
     for task, pod in pods:
         (container,) = pod["spec"]["containers"]
-        backup = task.task_id == "backup"
-        assert container["image"] == k8s.images["spark" if backup else "extract"]
+        on_spark_image = task.task_id in ("backup", "status")  # they read the warehouse
+        assert container["image"] == k8s.images["spark" if on_spark_image else "extract"]
         assert pod["metadata"]["namespace"] == k8s.namespace
-        # its own Secret: the extractors' holds the API key and no warehouse login, the backup's no API key
+        # its own Secret: the extractors' holds the API key and no warehouse login, the backup's no API key; the
+        # status check reads with the backup's (a read-only warehouse login)
         assert container["envFrom"] == [{"configMapRef": {"name": k8s.config_map}},
-                                        {"secretRef": {"name": k8s.secrets["backup" if backup else "extract"]}}]
+                                        {"secretRef": {"name": k8s.secrets["backup" if on_spark_image else "extract"]}}]
         assert container.get("env", []) == []  # no value in the DAG, secret or not
         assert container["resources"] == {
             "requests": {"cpu": k8s.extract_resources["cpu"], "memory": k8s.extract_resources["memory"]},
@@ -103,7 +116,7 @@ def test_extractor_pods_take_settings_and_secrets_from_the_cluster_and_run_restr
         pod_security = pod["spec"]["securityContext"]
         assert pod_security["runAsNonRoot"] is True
         assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert pod_security.get("runAsUser") == (185 if backup else None)
+        assert pod_security.get("runAsUser") == (185 if on_spark_image else None)
         assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                                 "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
         assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
@@ -111,7 +124,7 @@ def test_extractor_pods_take_settings_and_secrets_from_the_cluster_and_run_restr
         assert pod["spec"]["automountServiceAccountToken"] is False
         labels = pod["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "cryptolake"
-        assert labels["app.kubernetes.io/component"] == ("backup" if backup else "extract")
+        assert labels["app.kubernetes.io/component"] == (task.task_id if on_spark_image else "extract")
         # a succeeded pod goes, a failed one stays for inspection (the housekeeping DAG removes it later) and its
         # events reach the task log
         assert task.on_finish_action.value == "delete_succeeded_pod" and task.get_logs and not task.deferrable

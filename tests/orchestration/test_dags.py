@@ -14,7 +14,7 @@ from airflow.sdk import TriggerRule
 from cryptolake.services.extract import registry
 from tests.orchestration.conftest import BACKENDS, DAG_FOLDER, load_dagbag
 
-DAG_IDS = {"init", "daily", "weekly", "5x", "10x", "backup"}
+DAG_IDS = {"init", "daily", "weekly", "5x", "10x", "backup", "status"}
 GROUP_DAGS = ("init", "daily", "weekly", "5x", "10x")
 BACKEND_DAG_IDS = {"local": DAG_IDS, "kubernetes": DAG_IDS | {"housekeeping"}}
 
@@ -32,6 +32,7 @@ def test_schedules_are_the_spec_crons_in_utc_and_runs_never_overlap(dagbags, spe
     bag = dagbags[backend]
     expected = {name: group.schedule.cron if group.schedule else None for name, group in spec.groups.items()}
     expected["backup"] = spec.backup_schedule.cron
+    expected["status"] = spec.airflow.alerts.status_schedule.cron
     for dag_id, cron in expected.items():
         dag = bag.dags[dag_id]
         if cron is None:  # init: once by itself when the DAG appears, then on demand
@@ -42,6 +43,7 @@ def test_schedules_are_the_spec_crons_in_utc_and_runs_never_overlap(dagbags, spe
         assert dag.start_date.year >= 2020 and dag.start_date.tzinfo is not None
     assert expected["init"] is None
     assert expected["10x"] == "30 10,11,12,13,14,15,16,17,18,19 * * 1,2,3,4,5"
+    assert expected["status"] == "45 10,21 * * *"
 
 
 def test_on_a_cluster_every_dag_starts_active_and_init_runs_first_by_itself(dagbags):
@@ -110,7 +112,7 @@ def test_every_extract_task_takes_the_api_pool_and_every_task_has_retries_and_a_
             assert task.max_retry_delay == timedelta(minutes=policy.max_retry_delay_minutes)
             assert task.owner == policy.owner
             kind = ("extract" if task.task_id.startswith("extract.") else "sql" if task.task_id == "post_load_sql"
-                    else "backup" if dag.dag_id == "backup" else "spark")
+                    else dag.dag_id if dag.dag_id in ("backup", "status") else "spark")
             assert task.execution_timeout == timedelta(minutes=policy.timeout_minutes[kind]), task.task_id
             if kind == "extract":
                 assert (task.pool, task.pool_slots) == (policy.api_pool, 1), task.task_id
@@ -139,8 +141,10 @@ def test_the_backends_differ_only_in_what_runs_the_commands(dagbags):
     assert daily["extract.crypto_map"] == "KubernetesPodOperator"
     assert daily["transform"] == daily["load"] == "SparkKubernetesOperator"
     assert kinds["kubernetes"]["backup"]["backup"] == "KubernetesPodOperator"
+    assert kinds["kubernetes"]["status"]["status"] == "StatusPodOperator"
     local = {name for dag in kinds["local"].values() for name in dag.values()}
-    assert local == {"CryptolakeCommandOperator", "SQLExecuteQueryOperator", "ExtractFailedOperator"}
+    assert local == {"CryptolakeCommandOperator", "CryptolakeStatusOperator", "SQLExecuteQueryOperator",
+                     "ExtractFailedOperator"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -152,6 +156,7 @@ def test_docs_and_tags_say_what_runs(dagbags, spec, backend):
         assert f"cryptolake transform --group {group}" in dag.doc_md
         assert {"cryptolake", group, backend} <= set(dag.tags)
     assert "cryptolake backup" in dagbags[backend].dags["backup"].doc_md
+    assert "cryptolake status --json" in dagbags[backend].dags["status"].doc_md
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -163,6 +168,45 @@ def test_the_dags_survive_serialization_as_the_dag_processor_stores_them(dagbags
         assert set(back.task_ids) == set(dag.task_ids)
         assert {t.task_id: t.upstream_task_ids for t in back.tasks} == \
                {t.task_id: t.upstream_task_ids for t in dag.tasks}
+        assert back.has_on_failure_callback  # what makes the scheduler ask the DAG processor to run it
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_dag_alerts_through_the_spec_notifier_when_a_run_fails(dagbags, spec, backend):
+    from cryptolake.orchestration.alerts import AlertNotifier
+
+    policy = spec.airflow.alerts
+    for dag in dagbags[backend].dags.values():
+        alert = dag.on_failure_callback
+        assert isinstance(alert, AlertNotifier), dag.dag_id
+        target = alert.target
+        assert f"{type(target).__module__}.{type(target).__name__}" == policy.notifier
+        assert (target.smtp_conn_id, target.to, target.from_email) == \
+               (policy.args["smtp_conn_id"], policy.args["to"], policy.args["from_email"])
+        assert alert.status_task == ("status" if dag.dag_id == "status" else None), dag.dag_id
+        assert dag.on_success_callback is None and all(not t.on_failure_callback for t in dag.tasks)  # one mail
+    status = dagbags[backend].dags["status"]
+    assert status.task_ids == ["status"]
+
+
+@pytest.mark.parametrize("notifier, args, where, says", [
+    ("airflow.providers.slack.notifications.slack.SlackNotifier", {"text": "x"}, "airflow.alerts.notifier",
+     "is its Airflow provider installed?"),
+    ("cryptolake.pipeline.Pipeline", {}, "airflow.alerts.notifier", "is not an Airflow notifier"),
+    ("airflow.providers.smtp.notifications.smtp.SmtpNotifier", {"recipients": ["a@example.com"]},
+     "airflow.alerts.args", "refuses them"),
+])
+def test_a_notifier_that_cannot_be_built_fails_the_dags_naming_the_field(spec, notifier, args, where, says):
+    import dataclasses
+
+    from cryptolake.orchestration.dags import build_dags
+    from cryptolake.pipeline import SpecError
+
+    alerts = dataclasses.replace(spec.airflow.alerts, notifier=notifier, args=args)
+    bad = dataclasses.replace(spec, airflow=dataclasses.replace(spec.airflow, alerts=alerts))
+    with pytest.raises(SpecError) as caught:
+        build_dags(bad, "local")
+    assert caught.value.where == where and says in str(caught.value)
 
 
 def test_a_bad_backend_is_a_clear_import_error_and_the_default_follows_the_cluster():
