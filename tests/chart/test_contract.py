@@ -226,6 +226,10 @@ def test_the_airflow_values_run_the_kubernetes_backend_with_the_pool_connection_
     assert {"name": "CRYPTOLAKE_DAG_BACKEND", "value": "kubernetes"} in values["env"]
     conn_env = f"AIRFLOW_CONN_{spec.airflow.warehouse_conn_id.upper()}"
     assert conn_env in {s["envName"] for s in values["secret"]}
+    # the alerts' SMTP connection, optional: Airflow starts without it
+    smtp_env = f"AIRFLOW_CONN_{spec.airflow.alerts.args['smtp_conn_id'].upper()}"
+    [smtp] = [e for e in yaml.safe_load(values["extraEnv"]) if e["name"] == smtp_env]
+    assert smtp["valueFrom"]["secretKeyRef"]["optional"] is True
     (pool,) = values["scheduler"]["extraInitContainers"]
     assert f"airflow pools set {spec.airflow.api_pool} {spec.airflow.api_pool_slots} " in pool["args"][-1]
     assert values["workers"]["kubernetes"]["serviceAccount"]["name"] == chart["airflow"]["workerServiceAccount"]
