@@ -1,7 +1,7 @@
 # Generated from cryptolake/pipeline.yaml by `make generate` (python -m cryptolake.orchestration.render).
 # Do not edit: change the spec and regenerate; tests/orchestration fails when this file drifts.
-"""CryptoLakehouse's Airflow DAGs: init, daily, weekly, 5x, 10x, backup and status (docs/orchestration.md); a
-failed run of any of them alerts through the spec's airflow.alerts notifier.
+"""CryptoLakehouse's Airflow DAGs: init, daily, weekly, 5x, 10x, backup, status and, on a cluster, housekeeping
+(docs/orchestration.md); a failed run of any of them alerts through the spec's airflow.alerts notifier.
 
 The backend comes from CRYPTOLAKE_DAG_BACKEND (kubernetes: pods and SparkApplications; local: the same
 commands as subprocesses of the worker); by default kubernetes inside a cluster, local elsewhere.

@@ -143,8 +143,8 @@ def dag_file(raw_spec: dict, source: str) -> str:
     literal = pprint.pformat(raw_spec, width=110, sort_dicts=False)
     return f'''# {GENERATED}
 # {DO_NOT_EDIT}
-"""CryptoLakehouse's Airflow DAGs: init, daily, weekly, 5x, 10x, backup and status (docs/orchestration.md); a
-failed run of any of them alerts through the spec's airflow.alerts notifier.
+"""CryptoLakehouse's Airflow DAGs: init, daily, weekly, 5x, 10x, backup, status and, on a cluster, housekeeping
+(docs/orchestration.md); a failed run of any of them alerts through the spec's airflow.alerts notifier.
 
 The backend comes from CRYPTOLAKE_DAG_BACKEND (kubernetes: pods and SparkApplications; local: the same
 commands as subprocesses of the worker); by default kubernetes inside a cluster, local elsewhere.
