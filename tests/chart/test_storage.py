@@ -161,7 +161,7 @@ def listed(port: int) -> list[str] | None:
 
 @pytest.mark.spark
 def test_history_server_cleaner_as_rendered_deletes_old_and_surplus_event_logs(tmp_path):
-    """maxAge 30d (the default) and maxNum 3: of one 40-day-old log and four recent ones, the old one goes by
+    """The default maxAge (14d) and maxNum 3: of one 40-day-old log and four recent ones, the old one goes by
     age and the oldest recent one by number. Only the directory, port and the two intervals (a day and 30 s
     in the chart, seconds here) differ from the rendered configuration."""
     objects = render([KIND_VALUES], merge(PROFILE_SECRETS, {"historyServer": {"eventLogRetention": {"maxNum": 3}}}))
