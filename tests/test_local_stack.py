@@ -16,9 +16,11 @@ from sqlalchemy.engine import make_url
 
 from cryptolake.local.process import port_open
 from cryptolake.lake import Lake
+from cryptolake.local.objectstore import ObjectStore
 from cryptolake.local.stack import LocalStack
 from cryptolake.settings import Settings
 from tests.conftest import TEST_STATE_DIR
+from tests.reliability.servers import free_s3_base
 
 
 def _connect(url: str, database: str | None = None):
@@ -72,6 +74,21 @@ def test_s3_server_rejects_wrong_credentials(stack_env):
                       aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"], aws_secret_access_key="not-the-secret")
     with pytest.raises(Exception, match="SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId"):
         s3.list_objects_v2(Bucket="cryptolake")
+
+
+def test_the_s3_server_logs_to_its_log_file_only(tmp_path, monkeypatch):
+    """SeaweedFS's glog also writes log files (up to 1.8 GB each) into the temp directory unless told to log to
+    stderr, which is the stack's logs/s3.log."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    store = ObjectStore(tmp_path / "state", free_s3_base(), "glog-test", "glog-test-secret-key", "cryptolake")
+    try:
+        store.up()
+    finally:
+        store.down()
+    assert sorted(p.name for p in temp.iterdir()) == []
+    assert "Start Seaweed Master" in store.log_file.read_text(errors="replace")  # ... but to logs/s3.log
 
 
 def _cli(state_dir, *args: str) -> subprocess.CompletedProcess:

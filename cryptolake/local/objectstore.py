@@ -66,7 +66,8 @@ class ObjectStore:
                                       "Pick another base with --s3-port or stop that program")
             self.data.mkdir(parents=True, exist_ok=True)
             s3, master, volume, filer, admin = self.ports()[:5]
-            argv = [find_weed(), "mini", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            # glog writes to stderr, i.e. the log file, instead of files in the temp directory
+            argv = [find_weed(), "-logtostderr=true", "mini", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                     f"-s3.port={s3}", f"-master.port={master}", f"-volume.port={volume}",
                     f"-filer.port={filer}", f"-admin.port={admin}", "-webdav=false", "-admin.ui=false",
                     "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"]

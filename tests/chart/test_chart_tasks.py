@@ -4,11 +4,13 @@ SeaweedFS and PostgreSQL, with the environment the chart gives its pods."""
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import json
 import subprocess
 import sys
 import threading
 import uuid
+import xml.etree.ElementTree as ElementTree
 
 import boto3
 import pytest
@@ -46,6 +48,76 @@ def test_bucket_init_creates_the_bucket_and_the_spark_events_prefix_idempotently
     assert again.returncode == 0 and f"bucket s3://{bucket} exists" in again.stdout
     checked = run(pod_env, "check-s3")
     assert checked.returncode == 0 and "spark-events/.keep is readable" in checked.stdout
+
+
+def bucket_client(env: dict[str, str]):
+    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+@pytest.fixture
+def tasks(pod_env, monkeypatch):
+    """The script imported, with the pod's environment, so a botocore event hook can watch its S3 client's
+    requests to the real server."""
+    for key, value in pod_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CHART_TASK_ATTEMPTS", "2")
+    monkeypatch.setenv("CHART_TASK_PAUSE_SECONDS", "0.2")
+    spec = importlib.util.spec_from_file_location("chart_tasks", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def hooked(tasks, monkeypatch, event: str, handler) -> None:
+    """Every S3 client the script makes calls `handler` on `event` (botocore's event names)."""
+    make = tasks.s3_client
+
+    def client():
+        made = make()
+        made.meta.events.register(event, handler)
+        return made
+
+    monkeypatch.setattr(tasks, "s3_client", client)
+
+
+@pytest.mark.parametrize("region, constraint", [("eu-west-1", "eu-west-1"), ("ap-southeast-2", "ap-southeast-2"),
+                                                ("us-east-1", None)])
+def test_bucket_init_creates_the_bucket_in_its_region(tasks, pod_env, monkeypatch, capsys, region, constraint):
+    """S3 outside us-east-1 refuses a CreateBucket without the region as LocationConstraint
+    (IllegalLocationConstraintException) and refuses one naming us-east-1 (InvalidLocationConstraint).
+    SeaweedFS accepts both, so the test reads the body the request carried to it."""
+    monkeypatch.setenv("AWS_REGION", region)
+    bodies: list[bytes | None] = []
+    hooked(tasks, monkeypatch, "before-send.s3.CreateBucket", lambda request, **_: bodies.append(request.body))
+    tasks.bucket_init()
+    bucket = pod_env["LAKE_URI"].removeprefix("s3://")
+    assert f"bucket s3://{bucket} created" in capsys.readouterr().out
+    bucket_client(pod_env).head_bucket(Bucket=bucket)
+    assert len(bodies) == 1
+    if constraint is None:
+        assert not bodies[0]
+    else:
+        sent = ElementTree.fromstring(bodies[0])
+        assert sent.tag == "{http://s3.amazonaws.com/doc/2006-03-01/}CreateBucketConfiguration"
+        assert [(e.tag.rsplit("}", 1)[1], e.text) for e in sent] == [("LocationConstraint", constraint)]
+
+
+def test_bucket_init_takes_a_bucket_made_meanwhile_as_existing(tasks, pod_env, monkeypatch, capsys):
+    """The hook Job and the History Server's init container run bucket-init at the same time on install: the
+    other one may create the bucket between this one's HeadBucket (404) and its CreateBucket, which the real
+    server then answers BucketAlreadyOwnedByYou. That is success, not a failed attempt."""
+    bucket = pod_env["LAKE_URI"].removeprefix("s3://")
+    other = bucket_client(pod_env)
+
+    def the_other_creates_it(**_) -> None:  # a before-call handler's return value would replace the call
+        other.create_bucket(Bucket=bucket)
+
+    hooked(tasks, monkeypatch, "before-call.s3.CreateBucket", the_other_creates_it)
+    tasks.bucket_init()
+    out = capsys.readouterr().out
+    assert f"bucket s3://{bucket} exists" in out and "failed" not in out
+    assert other.get_object(Bucket=bucket, Key="spark-events/.keep")["Body"].read() == b""
 
 
 def test_bucket_init_fails_clearly_with_wrong_credentials(pod_env):

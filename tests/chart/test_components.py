@@ -252,7 +252,7 @@ def test_seaweedfs_is_the_default_store_pinned_and_keyed_from_the_secrets(render
     (container,) = store["spec"]["template"]["spec"]["containers"]
     repository, tag = container["image"].rsplit(":", 1)
     assert repository == "chrislusf/seaweedfs" and re.fullmatch(r"\d+\.\d+", tag)
-    assert container["args"][0] == "server" and "-s3" in container["args"] and "-s3.port=8333" in container["args"]
+    assert container["args"][:2] == ["-logtostderr=true", "server"] and "-s3" in container["args"] and "-s3.port=8333" in container["args"]
     assert "-dir=/data" in container["args"] and container["workingDir"] == "/data"
     # its identities: a file its init container writes from the components' Secrets (test_credentials.py)
     assert "-s3.config=/etc/seaweedfs/s3.json" in container["args"]

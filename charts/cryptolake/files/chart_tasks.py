@@ -1,6 +1,6 @@
 """The cryptolake chart's own tasks, run by its hook Job and `helm test` pods with the images' Python.
 
-    python3 chart_tasks.py bucket-init       create the lake bucket when missing and spark-events/.keep
+    python3 chart_tasks.py bucket-init       create the lake bucket when missing (in AWS_REGION) and spark-events/.keep
     python3 chart_tasks.py s3-config FILE    write SeaweedFS's S3 identities (-s3.config) from the Secrets' keys
     python3 chart_tasks.py check-s3          the bucket answers and spark-events/.keep is readable
     python3 chart_tasks.py check-postgresql  WAREHOUSE_URL accepts a connection and a query
@@ -57,6 +57,23 @@ def retrying(what: str, action):
     raise SystemExit(f"error: {what} failed after {ATTEMPTS} attempts: {last}")
 
 
+def create_bucket(client, name: str) -> str:
+    """Create the bucket in the client's region. S3 outside us-east-1 requires that region as the location
+    constraint (IllegalLocationConstraintException without it) and refuses it for us-east-1. The History
+    Server's init container runs this task beside the hook, so the other may have just made the bucket."""
+    from botocore.exceptions import ClientError
+
+    region = client.meta.region_name
+    where = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    try:
+        client.create_bucket(Bucket=name, **where)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+            raise
+        return "exists"
+    return "created"
+
+
 def bucket_init() -> None:
     from botocore.exceptions import ClientError
 
@@ -70,8 +87,7 @@ def bucket_init() -> None:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
                 raise
-            client.create_bucket(Bucket=name)
-            made = "created"
+            made = create_bucket(client, name)
         try:
             client.head_object(Bucket=name, Key=EVENTS_MARKER)
         except ClientError as exc:
