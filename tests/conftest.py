@@ -8,7 +8,11 @@ stack started by `make demo`. It is started when needed and left running for the
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import os
+import socket
+import struct
 import uuid
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import pytest
 
 from cryptolake import logs
 from cryptolake.lake import Lake
+from cryptolake.local.process import port_open
 from cryptolake.local.stack import LocalStack
 from cryptolake.settings import Settings
 
@@ -25,6 +30,28 @@ TEST_PG_PORT = int(os.environ.get("CRYPTOLAKE_TEST_PG_PORT", "25432"))
 TEST_S3_PORT = int(os.environ.get("CRYPTOLAKE_TEST_S3_PORT", "19100"))
 TEST_SANDBOX_PORT = int(os.environ.get("CRYPTOLAKE_TEST_SANDBOX_PORT", "18180"))
 TEST_HISTORY_PORT = int(os.environ.get("CRYPTOLAKE_TEST_HISTORY_PORT", "18181"))
+
+SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
+
+
+def other_addresses() -> set[str]:
+    """This machine's non-loopback IPv4 addresses on which a listener bound to all addresses answers: where a
+    server bound to loopback only must not. Read from the interfaces themselves (the host name may resolve to
+    loopback alone), each address proven reachable, so a check over them can fail."""
+    found = set()
+    for _, interface in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                packed = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", interface.encode()[:15]))
+            except OSError:  # no IPv4 address on this interface
+                continue
+        address = socket.inet_ntoa(packed[20:24])
+        if not ipaddress.ip_address(address).is_loopback:
+            found.add(address)
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        return {address for address in found if port_open(listener.getsockname()[1], address)}
 
 
 @pytest.fixture(scope="session")
