@@ -3,6 +3,7 @@ one with their reason, NULLs counted per field; never a crash and never a lost p
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import math
@@ -13,7 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cryptolake.services.extract.base import Chunk
+from cryptolake.services.extract import fields
+from cryptolake.services.extract.base import Chunk, keyed, listed, listed_per_request_id, single
+from cryptolake.services.extract.category import category_coins
 from cryptolake.services.extract.fields import FLOAT, INT, TS as TIMESTAMP, ParseError, to_batch
 from cryptolake.services.extract.registry import EXTRACTORS
 
@@ -184,9 +187,10 @@ def test_a_null_quote_is_null_prices_not_an_error():
     assert parse("crypto_listings_latest", [item]).to_pylist()[0]["price_usd"] is None
 
 
+json_leaves = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats(allow_nan=True)
+               | st.text(max_size=30) | st.sampled_from(["1839", "2024-01-01T00:00:00Z", "1726617600", ""]))
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats(allow_nan=True)
-    | st.text(max_size=30) | st.sampled_from(["1839", "2024-01-01T00:00:00Z", "1726617600", ""]),
+    json_leaves,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(
         st.sampled_from(["id", "name", "quote", "USD", "price", "coins", "platform", "tags", "urls", "value",
                          "timestamp", "plan", "usage", "last_updated", "wallet_address", "currency", "x"]),
@@ -195,20 +199,67 @@ json_values = st.recursive(
 )
 
 
+# Values each kind of field takes when the API sends what it documents.
+FITTING = {fields.INT: st.integers(min_value=-2**63, max_value=2**63 - 1),
+           fields.FLOAT: st.floats(allow_nan=False, allow_infinity=False),
+           fields.STR: st.text(max_size=20), fields.BOOL: st.booleans(),
+           fields.TS: st.datetimes(min_value=datetime(1974, 1, 1), max_value=datetime(2200, 1, 1),
+                                   timezones=st.just(timezone.utc)).map(datetime.isoformat),
+           fields.STR_LIST: st.lists(st.text(max_size=10), max_size=3),
+           fields.FIRST_STR: st.lists(st.text(max_size=10), min_size=1, max_size=2)}
+
+
+def _nest(values: dict[str, object]) -> dict:
+    """{"quote.USD.price": 1} -> {"quote": {"USD": {"price": 1}}}"""
+    item: dict = {}
+    for path, value in values.items():
+        *parents, last = path.split(".")
+        node = item
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return item
+
+
+def documented_pages(name: str):
+    """Pages in the extractor's documented container whose items fill each field with a value of its kind or,
+    now and then, with anything at all: pages that give rows, and items rejected for a broken key."""
+    extractor = EXTRACTORS[name]
+    item = st.fixed_dictionaries({c.path: st.one_of(FITTING[c.kind], json_leaves)
+                                  for c in extractor.columns if c.path != "@key"}).map(_nest)
+    items = st.lists(item, min_size=1, max_size=4)
+    return {listed: items, listed_per_request_id: items, single: item,
+            keyed: items.map(lambda found: {str(i): it for i, it in enumerate(found)}),
+            category_coins: st.fixed_dictionaries({"id": FITTING[fields.STR], "coins": items}),
+            }[extractor.items]
+
+
 @pytest.mark.parametrize("name", sorted(EXTRACTORS))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=json_values)
-def test_arbitrary_payloads_give_rows_or_a_parse_error(name, data):
+def test_arbitrary_payloads_give_rows_or_a_parse_error(name):
     """A page is either not the documented container (ParseError: quarantined whole) or every item ends up as
-    a typed row or a rejected item with a reason."""
-    try:
-        parsed = page(name, data)
-    except ParseError:
-        return
-    assert isinstance(parsed.batch, pa.RecordBatch) and parsed.batch.schema == EXTRACTORS[name].schema
-    assert parsed.batch.num_rows + len(parsed.rejected) == parsed.items
-    assert all(r.error.startswith("item ") for r in parsed.rejected)
-    json.dumps([r.item for r in parsed.rejected], default=str)  # what quarantine stores
+    a typed row or a rejected item with a reason. Each outcome is met by some example."""
+    outcomes = collections.Counter()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=json_values | documented_pages(name))
+    def check(data):
+        try:
+            parsed = page(name, data)
+        except ParseError:
+            outcomes["not the container"] += 1
+            return
+        assert isinstance(parsed.batch, pa.RecordBatch) and parsed.batch.schema == EXTRACTORS[name].schema
+        assert parsed.batch.num_rows + len(parsed.rejected) == parsed.items
+        assert all(r.error.startswith("item ") for r in parsed.rejected)
+        json.dumps([r.item for r in parsed.rejected], default=str)  # what quarantine stores
+        if parsed.batch.num_rows:
+            outcomes["rows"] += 1
+        if parsed.rejected:
+            outcomes["rejected items"] += 1
+
+    check()
+    whole = EXTRACTORS[name].items is single  # any payload is the one item: no container to get wrong
+    assert set(outcomes) == {"rows", "rejected items"} | (set() if whole else {"not the container"}), outcomes
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
