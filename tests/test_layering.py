@@ -16,7 +16,9 @@ CORE = {"cryptolake.settings", "cryptolake.logs", "cryptolake.lake", "cryptolake
 
 
 def sources(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.py"))
+    found = sorted(root.rglob("*.py"))
+    assert found, f"no Python source under {root}"
+    return found
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -60,6 +60,7 @@ def test_every_pod_runs_restricted_with_a_read_only_root_and_resources(renders, 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_object_carries_the_standard_labels(renders, profile):
+    assert renders[profile]
     for obj in renders[profile]:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "cryptolake"
@@ -74,6 +75,7 @@ def test_every_object_carries_the_standard_labels(renders, profile):
 
 
 def test_every_object_but_the_pipeline_spec_is_in_the_jobs_namespace(renders):
+    assert renders["default"]
     for obj in renders["default"]:
         expected = "airflow" if obj["metadata"]["name"] == "cryptolake-pipeline-spec" else NAMESPACE
         assert obj["metadata"]["namespace"] == expected, obj["metadata"]["name"]
@@ -163,9 +165,10 @@ def test_network_policies_can_be_switched_off():
 def test_no_template_generates_a_random_or_looked_up_value():
     forbidden = re.compile(r"\b(rand\w*|genPrivateKey|genCA|genSelfSignedCert|genSignedCert|uuidv4|lookup|"
                            r"derivePassword|htpasswd)\b")
-    for template in (CHART / "templates").rglob("*"):
-        if template.is_file():
-            assert not forbidden.search(template.read_text()), template
+    templates = [t for t in (CHART / "templates").rglob("*") if t.is_file()]
+    assert templates
+    for template in templates:
+        assert not forbidden.search(template.read_text()), template
 
 
 COMPONENT_SECRETS = ["cryptolake-extract", "cryptolake-transform", "cryptolake-load", "cryptolake-backup",
@@ -210,7 +213,9 @@ def test_existing_secrets_switch_the_chart_secrets_off_and_are_referenced(render
     assert find(objects, "Secret") == []
     (pg,) = [c for o, p in pod_specs(objects) if component(o) == "postgresql" for c in p["containers"]]
     assert env_of(pg)["POSTGRES_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "my-pg", "key": "pw"}}
-    for obj, pod in pod_specs(cloud):
+    cloud_pods = list(pod_specs(cloud))
+    assert cloud_pods
+    for obj, pod in cloud_pods:
         for container in containers(pod):
             refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
                     if "secretKeyRef" in e.get("valueFrom", {})]

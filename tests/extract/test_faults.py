@@ -213,7 +213,9 @@ def test_the_monthly_quota_stops_the_group_cleanly(stack_env):
                    and not r.details.get("not_run")]
         assert len(stopped) == 1
         order = list(EXTRACTORS)
-        for name in order[order.index(stopped[0]) + 1:]:  # nothing after it ran, and the ledger says so
+        after = order[order.index(stopped[0]) + 1:]
+        assert after, f"{stopped[0]} ran last: no extractor after it to show the stop"
+        for name in after:  # nothing after it ran, and the ledger says so
             record = latest(lake, name)
             assert record.status == "failed" and record.details == {"not_run": True} and not record.credits
             assert record.error == f"not run: the plan's quota ran out during {stopped[0]}"

@@ -139,7 +139,9 @@ def test_delta_and_hadoop_pins_match_the_spark_of_the_image():
 def test_manifests_name_the_image_and_spark_version_of_the_dockerfile():
     spec = default().kubernetes
     spark_version = re.search(r"apache/spark:(\d+\.\d+\.\d+)-", from_image(stages(SPARK)[-1]))[1]
-    for path in sorted((REPO / "manifests" / "spark").glob("*.yaml")):
+    paths = sorted((REPO / "manifests" / "spark").glob("*.yaml"))
+    assert paths
+    for path in paths:
         manifest = yaml.safe_load(path.read_text())["spec"]
         assert manifest["image"] == spec.images["spark"], path.name
         assert manifest["sparkVersion"] == spark_version, path.name

@@ -40,8 +40,11 @@ def load_dagbag(backend: str, environ: dict[str, str] | None = None):
 
 @pytest.fixture(scope="session")
 def dagbags():
-    """backend -> the DagBag of dags/ loaded by Airflow with that backend."""
-    return {backend: load_dagbag(backend) for backend in BACKENDS}
+    """backend -> the DagBag of dags/ loaded by Airflow with that backend (each holds DAGs: checks over them
+    would otherwise see nothing)."""
+    bags = {backend: load_dagbag(backend) for backend in BACKENDS}
+    assert all(bag.dags for bag in bags.values()), {backend: bag.import_errors for backend, bag in bags.items()}
+    return bags
 
 
 @pytest.fixture(scope="session")

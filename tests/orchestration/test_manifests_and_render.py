@@ -42,7 +42,9 @@ def validator() -> jsonschema.Draft4Validator:
 
 
 def manifests() -> dict[str, dict]:
-    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(MANIFEST_DIR.glob("*.yaml"))}
+    found = {p.name: yaml.safe_load(p.read_text()) for p in sorted(MANIFEST_DIR.glob("*.yaml"))}
+    assert found, f"no manifest in {MANIFEST_DIR}"
+    return found
 
 
 def test_one_manifest_per_group_and_app_and_each_is_named_by_its_dag(dagbags, spec):
