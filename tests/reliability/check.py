@@ -11,8 +11,15 @@ warehouse read by SQL, and the ledger's partial or failed runs with what `crypto
   (row id, snapshot) twice, no bronze file outside the ledger (unless `allow_orphans`: a killed run's leftovers).
 - silver: each table's (keys, snapshot_timestamp) once (identity tables: keys once; fact_crypto_daily: keys
   and snapshot_date), and every key tuple of the table's visible bronze in the table or in silver/_quarantine.
+  Keys with a NULL part count like any other (silver quarantines such rows with their reason). Derived keys are
+  derived here as the transform documents them: fact_crypto_daily's snapshot_date is the snapshot's UTC date,
+  fact_market_sentiment's (source, snapshot_timestamp) is ("latest", the extraction time) or ("historical",
+  the index's own time) (spark_apps/transform/sentiment.py).
 - warehouse: each dw row key once, and every silver key in its dw table or in meta.rejected_rows with a reason.
 - status: the latest run of every job that the ledger records as partial or failed is listed by status.
+
+A table that exists but cannot be read (a Delta log that does not parse, a store that fails) fails the check
+loudly; only a table with no Delta log at all counts as absent.
 """
 
 from __future__ import annotations
@@ -101,12 +108,17 @@ def status_json(world) -> tuple[dict | None, str]:
 
 
 def read_silver(world, name: str, columns: list[str]) -> pd.DataFrame | None:
-    uri = lake_of(world).uri_of(f"silver/{name}")
-    try:
-        table = DeltaTable(uri, storage_options=delta_options(world.settings))
-    except Exception:  # noqa: BLE001 (delta-rs raises TableNotFoundError, a plain Exception subclass)
+    """The table's columns; None when the lake holds no Delta log for it (never built). A table that is there
+    but cannot be read fails: taking it for absent would pass a check that saw nothing."""
+    lake = lake_of(world)
+    if not lake.list_files(f"silver/{name}/_delta_log"):
         return None
-    return table.to_pandas(columns=columns)
+    try:
+        return DeltaTable(lake.uri_of(f"silver/{name}"), storage_options=delta_options(world.settings)
+                          ).to_pandas(columns=columns)
+    except Exception as exc:  # noqa: BLE001 (delta-rs raises plain Exception subclasses)
+        raise AssertionError(f"silver:{name}: the table is in the lake but cannot be read: "
+                             f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from exc
 
 
 def norm(column: str, value: Any) -> str:
@@ -312,6 +324,27 @@ def silver_key(table: Table) -> list[str]:
     return [*table.keys, "snapshot_timestamp"]
 
 
+def bronze_keys(table: Table, bronze: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
+    """The silver key columns of `table` as its visible bronze rows give them (derived where the transform
+    derives them, see the module docstring); None when its sources hold no rows."""
+    columns = silver_key(table)
+    if table.name == "fact_market_sentiment":
+        parts = [frame.assign(source=source, snapshot_timestamp=frame[stamp])
+                 for source, extractor, stamp in (("latest", "fear_greed_latest", "snapshot_timestamp"),
+                                                  ("historical", "fear_greed_historical", "index_timestamp"))
+                 if len(frame := bronze.get(extractor, pd.DataFrame()))]
+        return pd.concat(parts, ignore_index=True)[columns] if parts else None
+    (source,) = table.sources  # every other table reads one extractor's bronze
+    frame = bronze.get(source)
+    if frame is None or not len(frame):
+        return None
+    if table.kind == "daily":
+        frame = frame.assign(snapshot_date=frame["snapshot_timestamp"])
+    missing = set(columns) - set(frame.columns)
+    assert not missing, f"silver:{table.name}: key columns {sorted(missing)} are neither in bronze nor derived here"
+    return frame[columns]
+
+
 def check_silver(world, bronze: dict[str, pd.DataFrame], tally: Tally) -> dict[str, list[tuple]]:
     """Returns each table's silver keys (for the warehouse check)."""
     quarantine = read_silver(world, QUARANTINE, ["table", "record"])
@@ -328,23 +361,21 @@ def check_silver(world, bronze: dict[str, pd.DataFrame], tally: Tally) -> dict[s
         if twice:
             tally.fail(place, f"{len(twice)} key(s) more than once, e.g. {next(iter(twice))}",
                        duplicated=sum(n - 1 for n in twice.values()))
-        source = bronze.get(table.sources[0]) if len(table.sources) == 1 else None
-        if source is None or not len(source):
+        source = bronze_keys(table, bronze)
+        if source is None:
             continue
-        if table.kind == "daily":
-            source = source.assign(snapshot_date=source["snapshot_timestamp"])
-        if not set(columns) <= set(source.columns):
-            continue  # keys derived, not copied: nothing to compare row for row
         expected = set(key_tuples(source, columns))
         held = set(keys)
         if quarantine is not None:
             records = quarantine[quarantine["table"] == table.name]["record"]
+            # a record is the row as JSON, a NULL key part left out: reindexing brings it back as NULL
             rejected = pd.DataFrame([json.loads(r) for r in records])
-            if len(rejected) and set(columns) - {"snapshot_date"} <= set(rejected.columns):
+            if len(rejected):
                 if table.kind == "daily":
-                    rejected = rejected.assign(snapshot_date=rejected["snapshot_timestamp"])
-                held |= set(key_tuples(rejected, columns))
-        missing = {k for k in expected - held if "NULL" not in k}
+                    rejected = rejected.reindex(columns=[*table.keys, "snapshot_timestamp"])
+                    rejected["snapshot_date"] = rejected["snapshot_timestamp"]
+                held |= set(key_tuples(rejected.reindex(columns=columns), columns))
+        missing = expected - held
         if missing:
             tally.fail(place, f"{len(missing)} bronze key(s) neither in silver nor in its quarantine, "
                               f"e.g. {sorted(missing)[0]}", lost=len(missing))

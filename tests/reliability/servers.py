@@ -6,8 +6,10 @@ Everything that waits is bounded: a step that hangs past its timeout is killed a
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -21,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import requests
 
-from cryptolake.lake import Lake
 from cryptolake.ledger import Ledger
 from cryptolake.local.objectstore import GRPC_OFFSET
+from cryptolake.local.process import port_open
 from cryptolake.local.stack import LocalStack
 from cryptolake.settings import Settings
 from tests.extract.conftest import Sandbox
@@ -51,7 +52,9 @@ def _free(port: int) -> bool:
 
 
 def free_s3_base() -> int:
-    """A base port whose five HTTP ports and their gRPC twins are all free (`weed mini` needs ten)."""
+    """A base port whose five HTTP ports and their gRPC twins are all free (`weed mini` needs ten). The blocks
+    (31000-39000, twins 41000-49000) and free_port's ephemeral ports (32768+) lie above every fixed test port
+    (the shared stacks' CRYPTOLAKE_TEST_*_PORT, all below 30000), so a scenario never takes one of those."""
     bases = list(range(31000, 39000, 50))
     random.shuffle(bases)  # scenario modules run side by side: do not all pick the first free block
     for base in bases:
@@ -135,14 +138,13 @@ class StepRun:
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def start(cls, args: tuple[str, ...], env: dict[str, str], logs_dir: Path,
-              preexec: Callable[[], None] | None = None) -> "StepRun":
+    def start(cls, args: tuple[str, ...], env: dict[str, str], logs_dir: Path) -> "StepRun":
         logs_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{'-'.join(a.strip('-') for a in args)}-{uuid.uuid4().hex[:6]}"
         out, err = logs_dir / f"{stem}.out", logs_dir / f"{stem}.err"
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             process = subprocess.Popen([CLI, "--log-json", *args], stdout=stdout, stderr=stderr,
-                                       env={**os.environ, **env}, start_new_session=True, preexec_fn=preexec)
+                                       env={**os.environ, **env}, start_new_session=True)
         return cls(args, process, out, err)
 
     def wait(self, timeout: float = STEP_TIMEOUT) -> int:
@@ -171,10 +173,25 @@ class StepRun:
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")
 
+    def log_lines(self) -> list[dict]:
+        """The JSON log lines printed so far (Spark's own lines are not JSON; a line cut by a kill is skipped)."""
+        found = []
+        for line in self.stderr().splitlines():
+            if line.startswith("{"):
+                try:
+                    found.append(json.loads(line))
+                except ValueError:
+                    pass
+        return found
+
+    def logged(self, pattern: str) -> str | None:
+        """The first log message matching the regular expression `pattern`, if the step printed one yet."""
+        return next((line["msg"] for line in self.log_lines() if re.search(pattern, line.get("msg", ""))), None)
+
     def error_lines(self) -> list[str]:
-        """The one-line failure messages the command printed (`error: ...`), and JSON log lines at ERROR."""
-        return [line for line in self.stderr().splitlines()
-                if line.startswith("error:") or '"level": "ERROR"' in line or '"levelname": "ERROR"' in line]
+        """Its log messages at ERROR, then the one-line failure message the command printed (`error: ...`)."""
+        return ([line["msg"] for line in self.log_lines() if line.get("level") == "error"]
+                + [line for line in self.stderr().splitlines() if line.startswith("error:")])
 
 
 @dataclass
@@ -198,8 +215,8 @@ def own_world(own: OwnStack, tmp_path: Path, lake_uri: str | None = None) -> Own
                     logs_dir=tmp_path / "steps")
 
 
-def start_step(world: OwnWorld, args: tuple[str, ...], preexec: Callable[[], None] | None = None) -> StepRun:
-    step = StepRun.start(args, world.env, world.logs_dir, preexec)
+def start_step(world: OwnWorld, args: tuple[str, ...]) -> StepRun:
+    step = StepRun.start(args, world.env, world.logs_dir)
     world.steps.append(step)
     return step
 
@@ -224,6 +241,80 @@ def finish(world: OwnWorld, **check) -> dict:
     summary.update(counts(tally), seconds=round(time.monotonic() - world.started, 1))
     print(f"\nnothing lost: {summary}")
     return summary
+
+
+@dataclass
+class Phase:
+    """A stretch of a step's run that a fault targets: entered once `marker()` holds (a marker the step reaches
+    first: its own log line, its write in the lake, its request at the sandbox), left once the step logs a message
+    matching `left` (the line it prints when the stretch ends, whether it succeeded or not)."""
+    name: str
+    marker: Callable[[], bool]
+    left: str
+    reached: bool = False
+
+    def entered(self) -> bool:
+        """Whether the marker was seen; once seen it is not asked again (the server it lives on may be down)."""
+        self.reached = self.reached or bool(self.marker())
+        return self.reached
+
+    def outside(self, step: StepRun) -> str | None:
+        """None while the step runs inside the phase; else where it was instead."""
+        if not self.entered():
+            return f"had not reached {self.name}"
+        done = step.logged(self.left)
+        if done is not None:
+            return f"had left {self.name} ({done!r})"
+        if not step.running():
+            return f"had ended (exit {step.process.returncode})"
+        return None
+
+
+def assert_inside(step: StepRun, phase: Phase, when: str) -> None:
+    where = phase.outside(step)
+    assert where is None, f"{when}, `cryptolake {' '.join(step.args)}` {where}: {step.stderr()[-2000:]}"
+
+
+def kill_inside(step: StepRun, phase: Phase) -> None:
+    """SIGKILL the step, then prove from its exit status and its own log that the kill landed inside `phase`:
+    it died of SIGKILL (not of its own accord before), after the phase's marker, before the phase's last line."""
+    step.kill()
+    assert step.process.returncode == -signal.SIGKILL, \
+        f"`cryptolake {' '.join(step.args)}` had ended (exit {step.process.returncode}) before the kill"
+    assert phase.entered(), f"killed before {phase.name}: {step.stderr()[-2000:]}"
+    done = step.logged(phase.left)
+    assert done is None, f"killed after {phase.name} had ended ({done!r})"
+
+
+def failed_inside(step: StepRun, phase: Phase, since: int) -> bool:
+    """Whether the step, after its first `since` log lines, failed inside `phase`: an error logged before the
+    phase's last line, or the step ended inside the phase with its one `error:` line."""
+    for line in step.log_lines()[since:]:
+        if re.search(phase.left, line.get("msg", "")):
+            return False
+        if line.get("level") == "error":
+            return True
+    return not step.running() and any(line.startswith("error:") for line in step.stderr().splitlines())
+
+
+def outage(step: StepRun, server, name: str, phase: Phase, seconds: float) -> int:
+    """Take `server` down while the step is inside `phase` and bring it back `seconds` later; the step's exit
+    status. Fails unless, by the step's own log, it was inside the phase when the server went down and was still
+    inside it just before the server came back, or had failed inside it meanwhile (an error before the phase's
+    last line: the outage reached it)."""
+    assert_inside(step, phase, f"before {name} went down")
+    since = len(step.log_lines())
+    server.down()
+    assert not port_open(server.port), f"{name} still answers on port {server.port} after going down"
+    time.sleep(seconds)
+    where = phase.outside(step)
+    assert where is None or failed_inside(step, phase, since), (
+        f"with {name} down, `cryptolake {' '.join(step.args)}` {where} without failing: the outage did not reach "
+        f"it: {step.stderr()[-2000:]}")
+    print(f"\n{name} coming back after {seconds}s; the step " + (
+        f"{where}, failing: {step.error_lines()[-1][:200]}" if where else f"is still inside {phase.name}"))
+    server.up()
+    return step.wait()
 
 
 def wait_for(condition: Callable[[], bool], what: str, step: StepRun | None = None,

@@ -3,22 +3,26 @@ while a real `cryptolake run --group 5x` runs, then back up. The step either com
 with one clear line (never hangs); a re-run after recovery completes; then nothing is lost or duplicated and no
 secret appears in anything the scenario produced.
 
+Each outage is proven to land where it is aimed (servers.outage): by the step's own log, the step was inside the
+targeted phase when the server went down, and still inside it when the server came back or failing with its line.
+
 Slow (each scenario starts Spark twice): `make reliability`.
 """
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.reliability.servers import OwnStack, finish, own_world, run_step, start_step, wait_for
+from tests.reliability.servers import OwnStack, Phase, finish, outage, own_world, run_step, start_step, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(1800)]
 
 GROUP = "5x"  # crypto_categories -> dim_crypto_category, fact_crypto_category: the smallest whole cycle
 CATEGORIES = "/v1/cryptocurrency/categories"
-DOWN_SECONDS = 15  # how long a server stays down
+DOWN_SECONDS = 15  # how long a server stays down: within the lake's S3 retry bound (cryptolake/lake.py)
+HOLD_SECONDS = 5  # the sandbox holds the categories request this long, then drops it (the client retries)
+# The lines the steps print when they end (services/extract/runner.py, spark_apps/{transform/runner,load/loader}.py).
+EXTRACT_DONE, TRANSFORM_DONE, LOAD_DONE = r"^extract done: ", rf"^transform {GROUP}: ", rf"^load {GROUP}: "
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +30,6 @@ def own():
     stack = OwnStack.start()
     yield stack
     stack.stop()
-
-
-def _outage(step, stop, start) -> int:
-    """Take a server down under the running step, bring it back after DOWN_SECONDS; the step's exit status."""
-    stop()
-    time.sleep(DOWN_SECONDS)
-    start()
-    return step.wait()
 
 
 def _interrupted_then_rerun(world, step, exit_code: int, step_name: str, names: list[str]) -> None:
@@ -53,12 +49,15 @@ def _interrupted_then_rerun(world, step, exit_code: int, step_name: str, names: 
 
 def test_s3_down_during_extract(own, tmp_path):
     world = own_world(own, tmp_path)
-    # Five 503s before the categories answer: the S3 server goes down while the extractor backs off and retries.
-    world.sandbox.control("POST", "faults", {"kind": "error", "status": 503, "path": CATEGORIES, "count": 5})
+    # S3 goes down while the sandbox holds the categories request: the extractor's write, once the retried call
+    # is answered, meets the outage.
+    world.sandbox.control("POST", "faults", {"kind": "timeout", "delay": HOLD_SECONDS, "drop": True,
+                                             "path": CATEGORIES})
     step = start_step(world, ("run", "--group", GROUP))
-    wait_for(lambda: world.sandbox.control("GET", "faults")["faults"][0]["fired"] >= 1,
-             "the extractor's categories call", step)
-    code = _outage(step, own.local.s3.down, own.local.s3.up)
+    extract = Phase("the extract's categories call",
+                    lambda: world.sandbox.control("GET", "faults")["faults"][0]["fired"] >= 1, EXTRACT_DONE)
+    wait_for(extract.entered, extract.name, step)
+    code = outage(step, own.local.s3, "S3", extract, DOWN_SECONDS)
     _interrupted_then_rerun(world, step, code, "extract", ["crypto_categories"])
     finish(world)
 
@@ -66,9 +65,10 @@ def test_s3_down_during_extract(own, tmp_path):
 def test_s3_down_during_transform(own, tmp_path):
     world = own_world(own, tmp_path)
     step = start_step(world, ("run", "--group", GROUP))
-    wait_for(lambda: world.lake.list_files("silver/dim_crypto_category/_delta_log", ".json"),
-             "the first silver Delta commit", step)
-    code = _outage(step, own.local.s3.down, own.local.s3.up)
+    transform = Phase("the transform, past its first Delta commit",
+                      lambda: world.lake.list_files("silver/dim_crypto_category/_delta_log", ".json"), TRANSFORM_DONE)
+    wait_for(transform.entered, "the first silver Delta commit", step)
+    code = outage(step, own.local.s3, "S3", transform, DOWN_SECONDS)
     _interrupted_then_rerun(world, step, code, "transform", ["dim_crypto_category", "fact_crypto_category"])
     finish(world)
 
@@ -77,8 +77,9 @@ def test_s3_down_during_transform(own, tmp_path):
 def test_down_during_load(own, tmp_path, server):
     world = own_world(own, tmp_path)
     step = start_step(world, ("run", "--group", GROUP))
-    wait_for(lambda: world.lake.list_files("_meta/load", ".json"), "the first load record", step)
+    load = Phase("the load, past its first table", lambda: step.logged(r"-> _meta/load/"), LOAD_DONE)
+    wait_for(load.entered, "the first table's load record", step)
     part = own.local.s3 if server == "s3" else own.local.postgres
-    code = _outage(step, part.down, part.up)
+    code = outage(step, part, server, load, DOWN_SECONDS)
     _interrupted_then_rerun(world, step, code, "load", ["dim_crypto_category", "fact_crypto_category"])
     finish(world)
