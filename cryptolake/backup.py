@@ -30,7 +30,7 @@ import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import URL, make_url
 
-from cryptolake import logs
+from cryptolake import logs, pipeline
 from cryptolake.errors import CryptolakeError, LakeError
 from cryptolake.lake import BACKUPS, Lake, snapshot_stamp
 from cryptolake.settings import Settings
@@ -257,6 +257,8 @@ def backup(settings: Settings, now: datetime | None = None) -> BackupResult:
                                   "Run cryptolake migrate first, or check WAREHOUSE_URL")
         pg_dump = find_tool("pg_dump", server_num)
         _check_writable(lake)
+        # the dump a killed backup left staged (as big as the warehouse): only one older than the task's timeout
+        lake.sweep_staging("backup", pipeline.default().airflow.step_timeout("backup"))
         backup_id = _free_id(set(_scan(lake)), now or datetime.now(timezone.utc))
         created_at = datetime.now(timezone.utc)
         with logs.context(backup_id=backup_id):

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import os
+import re
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
@@ -27,12 +30,17 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cryptolake import logs
 from cryptolake.errors import LakeError
 from cryptolake.settings import Settings
 
+log = logs.get(__name__)
+
 LAYERS = ("bronze", "silver", "gold")
 SPARK_EVENTS = "spark-events"
+META = "_meta"                       # the run ledger, _meta/<step>/<name>/ (ledger.py)
 BACKUPS = "gold/backups"             # warehouse dumps, gold/backups/<id>/ (backup.py)
+QUARANTINE = "bronze/_quarantine"
 GOLD_FEATURES = "gold/features"      # ML feature Delta tables, gold/features/<name> (docs/gold-features.md)
 AIRFLOW_LOGS = "airflow-logs"        # Airflow's task logs on a cluster (charts/values/airflow.yaml, remote logging)
 # What each component writes (and deletes) under the lake root, its run ledger (`_meta/<step>/`) included. Where a
@@ -86,7 +94,42 @@ def bronze_path(extractor: str, snapshot_ts: datetime, part: int | None = None) 
 
 
 def quarantine_path(extractor: str, snapshot_ts: datetime, name: str) -> str:
-    return f"bronze/_quarantine/{extractor}/snapshot_date={_utc(snapshot_ts):%Y-%m-%d}/{name}"
+    return f"{QUARANTINE}/{extractor}/snapshot_date={_utc(snapshot_ts):%Y-%m-%d}/{name}"
+
+
+# -- staging files and the jobs they belong to -----------------------------------------------------------------
+# A write stages its data in a file first (see _AtomicOutput). A run killed mid-write (SIGKILL, OOM) leaves that
+# file behind; the next run of the same job removes it (Lake.sweep_staging). A job is "extract.<extractor>",
+# "<step>.<name>" for the other ledger steps, or "backup": the one that writes the path, by the layout.
+_LOCAL_STAGING = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")  # .<name>.<uuid>.tmp beside the target (file://)
+S3_STAGING_PREFIX = "cryptolake-"                           # <temp dir>/cryptolake-<job>.<random>.part (s3://)
+
+
+def job_of(rel: str) -> str | None:
+    """The job that writes `rel`: bronze and quarantine files and extract records are their extractor's,
+    other ledger records their step and name's, backups the backup's; None for any other path."""
+    parts = rel.strip("/").split("/")
+    if rel.startswith(QUARANTINE + "/") and len(parts) > 3:
+        return f"extract.{parts[2]}"
+    if parts[0] == "bronze" and len(parts) > 2:
+        return f"extract.{parts[1]}"
+    if parts[0] == META and len(parts) > 3:
+        return f"{parts[1]}.{parts[2]}"
+    if rel.startswith(BACKUPS + "/"):
+        return "backup"
+    return None
+
+
+def job_dirs(job: str) -> list[str]:
+    """The lake directories `job` writes to (job_of's inverse): where its file:// staging files lie."""
+    step, _, name = job.partition(".")
+    if step == "backup":
+        return [BACKUPS]
+    return [f"{META}/{step}/{name}"] + ([f"bronze/{name}", f"{QUARANTINE}/{name}"] if step == "extract" else [])
+
+
+class AlreadyWritten(LakeError):
+    """The path exists already, or another writer published it first: lake files are never replaced."""
 
 
 @dataclass(frozen=True)
@@ -278,8 +321,7 @@ class Lake:
             yield output.tmp
             output._publish()
         finally:
-            if os.path.exists(output.tmp):
-                os.unlink(output.tmp)
+            output.discard()
 
     def delete(self, rel: str) -> None:
         """Remove one file (the only lake operation that does: backup retention). A missing file is no error.
@@ -308,12 +350,60 @@ class Lake:
         if self._info(path).type == pafs.FileType.NotFound:
             self.fs.create_dir(path, recursive=True)
 
+    def sweep_staging(self, job: str, older_than: timedelta) -> list[str]:
+        """Remove the staging files a killed run of `job` left (see job_of); the paths removed.
+
+        Only this job's files (by name and place), only those last modified more than `older_than` ago, and only
+        those no live process holds: every writer keeps a lock on its staging file until it is gone, and the
+        kernel drops the lock of a dead process. `older_than` is a bound a live run of the job cannot reach (its
+        task's execution timeout), so a file made a moment ago, before its writer took the lock, is left alone.
+        On S3 the files are in this machine's temp dir (a pod's dies with the pod); on file:// beside their
+        targets, in the job's directories.
+        """
+        if self.is_local:  # os.walk passes over directories it cannot read
+            candidates = [os.path.join(top, name) for rel in job_dirs(job)
+                          for top, _, names in os.walk(self._abs(rel)) for name in names
+                          if _LOCAL_STAGING.match(name)]
+        else:
+            prefix = f"{S3_STAGING_PREFIX}{job}."
+            try:
+                with os.scandir(tempfile.gettempdir()) as entries:
+                    candidates = [e.path for e in entries if e.name.startswith(prefix) and e.name.endswith(".part")
+                                  and "." not in e.name[len(prefix):-len(".part")]]
+            except OSError as exc:  # housekeeping: never the reason a run fails
+                log.warning("staging files of %s not swept: %s", job, exc)
+                return []
+        cutoff = time.time() - older_than.total_seconds()
+        swept = [path for path in candidates if _remove_if_abandoned(path, cutoff)]
+        if swept:
+            log.info("removed %d staging files a killed run of %s left: %s", len(swept), job, ", ".join(swept))
+        return swept
+
     def _atomic_output(self, rel: str) -> "_AtomicOutput":
         # Only an early, friendly refusal: a writer can still publish between this check and ours (see _publish).
         if self.exists(rel):
-            raise LakeError(f"{self.uri_of(rel)} already exists",
+            raise AlreadyWritten(f"{self.uri_of(rel)} already exists",
                             "Lake files are immutable; write a new snapshot instead of replacing one")
         return _AtomicOutput(self, self._abs(rel), rel)
+
+
+def _remove_if_abandoned(path: str, cutoff: float) -> bool:
+    """Unlink `path` if it was last modified before `cutoff` and no process holds its lock. A file that went
+    meanwhile (published, or swept by another run) or that this user may not touch is left to others."""
+    try:
+        if os.stat(path).st_mtime >= cutoff:
+            return False
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: its writer is alive
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class _AtomicOutput:
@@ -334,8 +424,27 @@ class _AtomicOutput:
                                 "LAKE_URI must be a directory this user can create and write") from None
             self.tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
         else:
-            fd, self.tmp = tempfile.mkstemp(prefix="cryptolake-", suffix=".part")
-            os.close(fd)
+            self.tmp = os.path.join(tempfile.gettempdir(), "")  # the file's directory, until it exists
+        try:
+            if lake.is_local:
+                self._fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            else:
+                job = job_of(rel)
+                prefix = f"{S3_STAGING_PREFIX}{job}." if job else S3_STAGING_PREFIX
+                self._fd, self.tmp = tempfile.mkstemp(prefix=prefix, suffix=".part")
+        except OSError as err:
+            if err.errno in _DISK_FULL:
+                raise self._disk_full(err) from None
+            raise
+        # Held until the file is gone, and released by the kernel when the process dies however it dies: a
+        # sweep never takes the file of a writer that is still alive (Lake.sweep_staging).
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def discard(self) -> None:
+        """Remove the staging file (if the publish did not consume it) and release its lock."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+        os.close(self._fd)
 
     def __enter__(self) -> pa.NativeFile:
         self.stream = pafs.LocalFileSystem().open_output_stream(self.tmp)
@@ -351,8 +460,7 @@ class _AtomicOutput:
                 raise self._disk_full(err) from None
             raise
         finally:
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
+            self.discard()
         if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
             raise self._disk_full(exc) from None
         return False
@@ -384,5 +492,5 @@ class _AtomicOutput:
                             "that rejects If-None-Match needs LAKE_CONDITIONAL_WRITES=false (docs/lake.md)") from err
 
     def _written_concurrently(self) -> LakeError:
-        return LakeError(f"{self.lake.uri_of(self.rel)} was written concurrently",
+        return AlreadyWritten(f"{self.lake.uri_of(self.rel)} was written concurrently",
                          "Another run wrote the same snapshot; keep one of them")

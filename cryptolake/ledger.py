@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Container, Iterator, Literal
 
-from cryptolake import logs
+from cryptolake import logs, pipeline
 from cryptolake.errors import LakeError
 from cryptolake.lake import Lake, snapshot_stamp
 
@@ -116,12 +116,14 @@ class Ledger:
     def run(self, step: Step, name: str, started: datetime | None = None, **fields: Any) -> Iterator[RunRecord]:
         """Run a job step; its record is written when the block ends, as failed if it raised.
 
-        The block sets status (default success), rows, files, credits... on the yielded record.
+        The block sets status (default success), rows, files, credits... on the yielded record. First, the
+        staging files a killed run of the same job left are removed.
         """
         started = started or datetime.now(timezone.utc)
         record = RunRecord(run_id=new_run_id(started), step=step, name=name, started_at=started, **fields)
         clock = time.monotonic()
         with logs.context(run_id=record.run_id, job=f"{step}:{name}"):
+            self._sweep(step, name)
             try:
                 yield record
             except BaseException as exc:
@@ -137,3 +139,8 @@ class Ledger:
                 path = self.write(record)
                 log.info("run %s %s in %.1fs (%d rows, %d files) -> %s", record.run_id, record.status,
                          record.duration_seconds, record.rows, len(record.files), path)
+
+    def _sweep(self, step: Step, name: str) -> None:
+        """Remove this job's abandoned staging files. The bound is the job's task timeout: no live run of the
+        job is older, so none of its files is (the writers' locks cover a run started without Airflow)."""
+        self.lake.sweep_staging(f"{step}.{name}", pipeline.default().airflow.step_timeout(step))

@@ -12,7 +12,7 @@ import calendar
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, time, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -120,6 +120,11 @@ class AirflowPolicy:
     timeout_minutes: Mapping[str, int]  # TIMEOUT_KINDS
     warehouse_conn_id: str
     alerts: AlertPolicy
+
+    def step_timeout(self, step: str) -> timedelta:
+        """The execution timeout of the task a step runs in (extract, transform, load, backup): the Spark
+        apps' tasks share `spark`."""
+        return timedelta(minutes=self.timeout_minutes["spark" if step in SPARK_APPS else step])
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
 """Lake I/O on both backends: path contract, Parquet round trip, immutability (enforced by the store), atomic
 visibility."""
 
+import os
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
 
 from cryptolake.errors import LakeError, SettingsError
-from cryptolake.lake import Lake, _AtomicOutput, bronze_path
+from cryptolake.lake import Lake, _AtomicOutput, bronze_path, job_dirs, job_of, quarantine_path
 from tests.conftest import settings_for
+from tests.staging import age, staging_files, start_writer
 
 TS = datetime(2026, 11, 25, 8, 20, 5, tzinfo=timezone.utc)
 SCHEMA = pa.schema([("id", pa.int64()), ("price_usd", pa.float64()),
@@ -124,3 +127,62 @@ def test_a_refused_upload_is_a_lake_error_without_secrets(s3_lake, stack_env):
         with _AtomicOutput(lake, lake._abs("a.json"), "a.json") as stream:  # the publish step alone
             stream.write(b"{}")
     assert wrong not in str(err.value) and stack_env["AWS_SECRET_ACCESS_KEY"] not in str(err.value)
+
+
+# -- staging files left by killed writers ---------------------------------------------------------------------
+@pytest.fixture(params=["file", "s3"])
+def lake_and_env(request) -> tuple[Lake, dict[str, str]]:
+    env = request.getfixturevalue("stack_env") if request.param == "s3" else {}
+    return request.getfixturevalue(f"{request.param}_lake"), env
+
+
+def test_each_written_path_belongs_to_the_job_whose_directories_hold_it():
+    """job_of and job_dirs are one mapping read both ways: the sweep looks where the job's writes stage."""
+    paths = {bronze_path("crypto_map", TS): "extract.crypto_map",
+             bronze_path("crypto_listings_latest", TS, part=2): "extract.crypto_listings_latest",
+             quarantine_path("crypto_info", TS, "crypto_info-1.json"): "extract.crypto_info",
+             "_meta/extract/crypto_info/20261125T082005Z-abcdef.json": "extract.crypto_info",
+             "_meta/transform/group-5x/20261125T082005Z-abcdef.json": "transform.group-5x",
+             "_meta/load/fact_crypto_market/20261125T082005Z-abcdef.json": "load.fact_crypto_market",
+             "gold/backups/20261125T082005Z/warehouse.dump": "backup",
+             "silver/fact_crypto_market/part-0.parquet": None, "spark-events/app-1": None}
+    for rel, job in paths.items():
+        assert job_of(rel) == job, rel
+        if job:
+            assert any(rel.startswith(d + "/") for d in job_dirs(job)), (rel, job_dirs(job))
+
+
+def test_a_killed_writers_staging_file_is_swept_by_its_own_job_once_old(lake_and_env):
+    lake, env = lake_and_env
+    name = f"x{uuid.uuid4().hex[:8]}"
+    job, rel = f"extract.{name}", bronze_path(name, TS)
+    writer = start_writer(lake, env, rel)
+    [left] = staging_files(lake, job)
+    writer.kill()
+    writer.wait()
+    assert lake.sweep_staging(job, timedelta(hours=1)) == []  # fresh: maybe a live writer's, before its lock
+    age(left, 2 * 3600)
+    for other in (f"extract.{name[:-1]}", f"load.{name}", "backup"):  # never another job's
+        assert lake.sweep_staging(other, timedelta(hours=1)) == []
+    assert os.path.exists(left)
+    assert lake.sweep_staging(job, timedelta(hours=1)) == [left]
+    assert staging_files(lake, job) == [] and not lake.exists(rel)
+    lake.write_parquet(rel, SCHEMA, batches(1, 3))  # the name was never taken
+    assert lake.list_files(f"bronze/{name}") == [rel]
+
+
+def test_a_live_writers_staging_file_is_never_swept_however_old(lake_and_env):
+    """A run started without Airflow has no timeout: its writer's lock keeps its file, not the age bound."""
+    lake, env = lake_and_env
+    name = f"x{uuid.uuid4().hex[:8]}"
+    job = f"extract.{name}"
+    writer = start_writer(lake, env, bronze_path(name, TS))
+    try:
+        [staged] = staging_files(lake, job)
+        age(staged, 2 * 3600)
+        assert lake.sweep_staging(job, timedelta(hours=1)) == []
+        assert os.path.exists(staged)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert lake.sweep_staging(job, timedelta(hours=1)) == [staged]

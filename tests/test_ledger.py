@@ -1,14 +1,16 @@
 """The run ledger on both backends: one immutable record per run and step, visibility through the ledger."""
 
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
 
-from cryptolake import logs
+from cryptolake import logs, pipeline
 from cryptolake.errors import LakeError
 from cryptolake.lake import bronze_path
 from cryptolake.ledger import Ledger, RunRecord, new_run_id
+from tests.staging import age, staging_files, start_writer
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 
@@ -68,3 +70,25 @@ def test_unknown_steps_and_statuses_are_refused(lake):
         ledger.runs("publish", "x")
     with pytest.raises(LakeError, match="status 'done'"):
         ledger.write(RunRecord(run_id="r", step="load", name="x", started_at=T0, status="done"))
+
+
+def test_the_next_run_of_a_job_sweeps_what_a_killed_run_of_it_left(file_lake):
+    """Only a run of the same job, and only once the file is older than the job's task timeout."""
+    name = f"x{uuid.uuid4().hex[:8]}"
+    writer = start_writer(file_lake, {}, bronze_path(name, T0))
+    [left] = staging_files(file_lake, f"extract.{name}")
+    writer.kill()
+    writer.wait()
+    timeout = pipeline.default().airflow.step_timeout("extract")
+    assert timeout == timedelta(minutes=pipeline.default().airflow.timeout_minutes["extract"])
+    ledger = Ledger(file_lake)
+    age(left, timeout.total_seconds() - 60)
+    with ledger.run("extract", name):
+        pass
+    age(left, timeout.total_seconds() + 60)
+    with ledger.run("load", name), ledger.run("extract", f"{name}y"):
+        pass
+    assert staging_files(file_lake, f"extract.{name}") == [left]
+    with ledger.run("extract", name):
+        pass
+    assert staging_files(file_lake, f"extract.{name}") == []
