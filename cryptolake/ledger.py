@@ -3,21 +3,29 @@
 S3 objects cannot be appended to, so there is no shared log file: each run writes its own record when it ends.
 A run's data files are written first and its record last, so a reader that goes through the ledger never sees
 a half-written snapshot; a run killed before its record exists simply never happened for readers.
+
+A record the lake cannot take when its run ends (the store still down after its retries, a full disk) is not
+lost: it is kept in this machine's spool (`spool_dir`) and logged whole, and the next run on this machine that
+writes its own record writes the spooled ones too, marked `details.spooled` (`cryptolake status` shows them as
+recorded late). A pod's spool dies with the pod: on Kubernetes the logged line and the task's state carry it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Container, Iterator, Literal
 
 from cryptolake import logs, pipeline
 from cryptolake.errors import LakeError
-from cryptolake.lake import Lake, snapshot_stamp
+from cryptolake.lake import META, AlreadyWritten, Lake, snapshot_stamp
 
 Step = Literal["extract", "transform", "load"]
 STEPS: tuple[Step, ...] = ("extract", "transform", "load")
@@ -32,6 +40,13 @@ log = logs.get(__name__)
 def new_run_id(started: datetime) -> str:
     """Sortable and unique: the UTC start stamp plus random hex (two runs can start in the same second)."""
     return f"{snapshot_stamp(started)}-{secrets.token_hex(3)}"
+
+
+def spool_dir(lake_uri: str) -> Path:
+    """Where this machine keeps the records its runs could not write to the lake `lake_uri` (one directory per
+    lake, so a record never lands in another lake): $XDG_STATE_HOME/cryptolake/ledger-spool/<lake hash>/."""
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "cryptolake" / "ledger-spool" / hashlib.sha256(lake_uri.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -74,12 +89,15 @@ class Ledger:
     def _dir(step: str, name: str) -> str:
         if step not in STEPS:
             raise LakeError(f"unknown ledger step {step!r}", f"Use one of {', '.join(STEPS)}")
-        return f"_meta/{step}/{name}"
+        return f"{META}/{step}/{name}"
 
-    def write(self, record: RunRecord) -> str:
+    def _path(self, record: RunRecord) -> str:
         if record.status not in STATUSES:
             raise LakeError(f"run {record.run_id} has status {record.status!r}", f"Use one of {', '.join(STATUSES)}")
-        path = f"{self._dir(record.step, record.name)}/{record.run_id}.json"
+        return f"{self._dir(record.step, record.name)}/{record.run_id}.json"
+
+    def write(self, record: RunRecord) -> str:
+        path = self._path(record)
         self.lake.write_bytes(path, record.to_json())
         return path
 
@@ -117,7 +135,7 @@ class Ledger:
         """Run a job step; its record is written when the block ends, as failed if it raised.
 
         The block sets status (default success), rows, files, credits... on the yielded record. First, the
-        staging files a killed run of the same job left are removed.
+        staging files a killed run of the same job left are removed; a record the lake cannot take is spooled.
         """
         started = started or datetime.now(timezone.utc)
         record = RunRecord(run_id=new_run_id(started), step=step, name=name, started_at=started, **fields)
@@ -129,18 +147,80 @@ class Ledger:
             except BaseException as exc:
                 record.status = "failed"
                 record.error = logs.redact(f"{type(exc).__name__}: {exc}")
+                self._end(record, clock, succeeded=False)
                 raise
-            else:
-                if record.status == "running":
-                    record.status = "success"
-            finally:
-                record.ended_at = datetime.now(timezone.utc)
-                record.duration_seconds = round(time.monotonic() - clock, 3)
-                path = self.write(record)
-                log.info("run %s %s in %.1fs (%d rows, %d files) -> %s", record.run_id, record.status,
-                         record.duration_seconds, record.rows, len(record.files), path)
+            if record.status == "running":
+                record.status = "success"
+            self._end(record, clock, succeeded=True)
 
     def _sweep(self, step: Step, name: str) -> None:
         """Remove this job's abandoned staging files. The bound is the job's task timeout: no live run of the
         job is older, so none of its files is (the writers' locks cover a run started without Airflow)."""
         self.lake.sweep_staging(f"{step}.{name}", pipeline.default().airflow.step_timeout(step))
+
+    def _end(self, record: RunRecord, clock: float, succeeded: bool) -> None:
+        """Write the record; if the lake cannot take it, spool it, and fail a run that had succeeded (its data
+        is not visible without the record). Once a record is written, the spooled ones go too."""
+        record.ended_at = datetime.now(timezone.utc)
+        record.duration_seconds = round(time.monotonic() - clock, 3)
+        path = self._path(record)
+        try:
+            self.lake.write_bytes(path, record.to_json())
+        except Exception as exc:  # noqa: BLE001 - LakeError, and OS and botocore errors of a failed upload
+            kept = self._spool(path, record, exc)
+            if succeeded:
+                where = f"it is kept in {kept} and the next run on this machine writes it" if kept else \
+                    "it is in the log line above"
+                raise LakeError(f"run {record.run_id} of {record.step} {record.name} ended {record.status} but its "
+                                f"ledger record could not be written: {record.details['spooled']['reason']}",
+                                f"Bring the lake back and run the step again; {where}") from exc
+            return
+        log.info("run %s %s in %.1fs (%d rows, %d files) -> %s", record.run_id, record.status,
+                 record.duration_seconds, record.rows, len(record.files), path)
+        try:
+            self.flush_spool()
+        except Exception as exc:  # noqa: BLE001 - the run itself is recorded; the spool waits for the next one
+            log.warning("spooled ledger records not written: %s", exc)
+
+    def _spool(self, path: str, record: RunRecord, exc: Exception) -> Path | None:
+        """Keep the record in this machine's spool (written whole, then renamed) and log it whole."""
+        reason = logs.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        record.details["spooled"] = {"at": datetime.now(timezone.utc).isoformat(), "reason": reason}
+        data = record.to_json()
+        target = spool_dir(self.lake.uri) / path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.tmp")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        except OSError as err:
+            log.error("run %s: its ledger record could not be written to the lake (%s) nor kept in %s (%s): %s",
+                      record.run_id, reason, target.parent, err.strerror or err, data.decode())
+            return None
+        log.error("run %s: its ledger record could not be written to the lake (%s); kept in %s: %s",
+                  record.run_id, reason, target, data.decode())
+        return target
+
+    def flush_spool(self) -> list[str]:
+        """Write the records this machine spooled for this lake, oldest first; the ledger paths written. A record
+        another run wrote meanwhile is dropped from the spool; the first that cannot be written stops the flush."""
+        root = spool_dir(self.lake.uri)
+        written = []
+        for spooled in sorted(root.glob(f"{META}/*/*/*.json"), key=lambda p: p.name):
+            path = spooled.relative_to(root).as_posix()
+            data = spooled.read_bytes()
+            try:
+                RunRecord.from_json(data)  # only a whole record reaches the lake
+            except (ValueError, TypeError) as exc:
+                raise LakeError(f"the spooled ledger record {spooled} is not a whole record: {exc}",
+                                "Move it out of the spool") from None
+            try:
+                self.lake.write_bytes(path, data)
+                written.append(path)
+            except AlreadyWritten:  # another run flushed it first
+                pass
+            spooled.unlink(missing_ok=True)
+        if written:
+            log.info("wrote %d ledger records spooled while the lake could not take them: %s", len(written),
+                     ", ".join(written))
+        return written

@@ -11,6 +11,8 @@ Rules (docs/status.md):
 - FAILING: the latest run of one of its steps failed: an extract of one of its sources (failed or partial:
   something could not be fetched), its transform or its load.
 - NEVER: no watermark and no row in its dw table.
+A shown run whose ledger record came late (spooled while the lake could not take it, written by a later run)
+is listed under "recorded late".
 Credits and quarantined rows count the ledger's runs started in the current calendar month (UTC).
 """
 
@@ -65,15 +67,18 @@ class StepRun:
     started_at: datetime
     ended_at: datetime | None
     error: str | None
+    late: dict[str, str] | None = None  # the record came late: spooled {at, reason} (ledger.Ledger._spool)
 
     @classmethod
     def of(cls, record: RunRecord) -> "StepRun":
         error = record.error or record.details.get("stopped") or record.details.get("skip_reason")
-        return cls(record.name, record.status, record.run_id, record.started_at, record.ended_at, error)
+        return cls(record.name, record.status, record.run_id, record.started_at, record.ended_at, error,
+                   record.details.get("spooled"))
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "run_id": self.run_id,
-                "started_at": _iso(self.started_at), "ended_at": _iso(self.ended_at), "error": self.error}
+                "started_at": _iso(self.started_at), "ended_at": _iso(self.ended_at), "error": self.error,
+                "recorded_late": self.late}
 
 
 @dataclass
@@ -251,6 +256,11 @@ def render(status: Status) -> list[str]:
     problems = [f"  {t.table}: {p}" for t in status.tables if t.state != OK for p in t.problems]
     if problems and not status.empty:
         lines += ["", "problems:", *problems]
+    late = {r.run_id: f"  {step} {r.name} {r.status} (run {r.run_id}): the lake could not take its record when "
+                      f"it ended ({r.late['reason']}); kept on the machine that ran it and written later"
+            for t in status.tables for step, runs in t.runs.items() for r in runs if r.late}
+    if late:
+        lines += ["", "recorded late:", *late.values()]
     lines += ["", status.verdict]
     return lines
 

@@ -1,5 +1,6 @@
 """The run ledger on both backends: one immutable record per run and step, visibility through the ledger."""
 
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -8,8 +9,9 @@ import pytest
 
 from cryptolake import logs, pipeline
 from cryptolake.errors import LakeError
-from cryptolake.lake import bronze_path
-from cryptolake.ledger import Ledger, RunRecord, new_run_id
+from cryptolake.lake import Lake, bronze_path
+from cryptolake.ledger import Ledger, RunRecord, new_run_id, spool_dir
+from tests.conftest import settings_for
 from tests.staging import age, staging_files, start_writer
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
@@ -92,3 +94,56 @@ def test_the_next_run_of_a_job_sweeps_what_a_killed_run_of_it_left(file_lake):
     with ledger.run("extract", name):
         pass
     assert staging_files(file_lake, f"extract.{name}") == []
+
+
+@pytest.fixture
+def spool(tmp_path, monkeypatch):
+    """This machine's spool, under the test's own state directory."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def test_a_record_the_lake_cannot_take_is_spooled_and_written_late_by_the_next_run(spool, tmp_path):
+    root = tmp_path / "lake"
+    lake = Lake.from_settings(settings_for(root.as_uri(), {}))
+    ledger = Ledger(lake)
+    (root / "_meta").mkdir(parents=True)
+    (root / "_meta" / "load").write_text("")  # the lake cannot take load records: a file where their directory goes
+    with pytest.raises(LakeError, match="ended success but its ledger record could not be written") as raised:
+        with ledger.run("load", "fact_x") as good:
+            good.rows = 5
+    assert "\n" not in str(raised.value) and "the next run on this machine writes it" in str(raised.value)
+    with pytest.raises(RuntimeError, match="warehouse gone"):  # the run's own error is the one raised
+        with ledger.run("load", "fact_x") as bad:
+            raise RuntimeError("warehouse gone")
+    kept = {p.name: json.loads(p.read_text()) for p in spool_dir(lake.uri).rglob("*.json")}
+    assert set(kept) == {f"{good.run_id}.json", f"{bad.run_id}.json"}
+    assert kept[f"{good.run_id}.json"]["rows"] == 5
+
+    other = Lake.from_settings(settings_for((tmp_path / "other").as_uri(), {}))
+    with Ledger(other).run("load", "fact_x"):  # a run on another lake leaves this lake's spool alone
+        pass
+    assert len(list(spool_dir(lake.uri).rglob("*.json"))) == 2 and Ledger(other).runs("load", "fact_x")[0]
+
+    (root / "_meta" / "load").unlink()
+    with ledger.run("extract", "crypto_map") as later:  # any later run on this machine, once the lake is back
+        pass
+    records = {r.run_id: r for r in ledger.runs("load", "fact_x")}
+    assert set(records) == {good.run_id, bad.run_id} and not list(spool_dir(lake.uri).rglob("*.json"))
+    assert records[good.run_id].status == "success" and records[good.run_id].rows == 5
+    assert records[bad.run_id].status == "failed" and "warehouse gone" in records[bad.run_id].error
+    for record in records.values():
+        assert record.details["spooled"]["reason"].startswith("cannot ")
+        assert record.details["spooled"]["at"] >= record.ended_at.isoformat()
+    assert "spooled" not in ledger.runs("extract", "crypto_map")[0].details and later.status == "success"
+
+
+def test_a_spooled_record_another_run_wrote_first_leaves_the_spool(spool, file_lake):
+    ledger = Ledger(file_lake)
+    record = RunRecord(run_id=new_run_id(T0), step="load", name="fact_x", started_at=T0, status="failed")
+    kept = spool_dir(file_lake.uri) / f"_meta/load/fact_x/{record.run_id}.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(record.to_json())
+    ledger.write(record)
+    assert ledger.flush_spool() == [] and not kept.exists()
+    assert [r.run_id for r in ledger.runs("load", "fact_x")] == [record.run_id]

@@ -183,6 +183,26 @@ def test_a_failed_load_or_a_partial_extract_is_failing(engine, file_lake):
     assert result.verdict.startswith("NOT OK: 2 failing (")
 
 
+def test_a_run_whose_record_came_late_is_shown_as_recorded_late(engine, file_lake):
+    """A record the lake could not take when its run ended was spooled and written by a later run."""
+    ledger = Ledger(file_lake)
+    make_healthy(engine, ledger)
+    spooled = {"at": (LOADED + timedelta(minutes=6)).isoformat(),
+               "reason": "cannot read the lake s3://cryptolake: When getting information for key '_meta/load'"}
+    late = record(ledger, "load", "fact_global_market", LOADED + timedelta(minutes=5), status="failed",
+                  error="LakeError: cannot read the lake", spooled=spooled)
+    result = status_at(engine, ledger, WED_EVENING)
+    lines = render(result)
+    section = lines[lines.index("recorded late:") + 1:]
+    assert section[0].startswith(f"  load fact_global_market failed (run {late.run_id}): the lake could not take "
+                                 "its record when it ended (cannot read the lake s3://cryptolake")
+    assert not section[1] and "written later" in section[0]  # that run only
+    tables = {t["table"]: t for t in json.loads(json.dumps(result.as_dict()))["tables"]}
+    [load] = tables["fact_global_market"]["runs"]["load"]
+    assert load["run_id"] == late.run_id and load["recorded_late"] == spooled
+    assert by_table(result)["fact_crypto_market"].runs["load"][0].late is None
+
+
 def test_credits_rejected_and_quarantined_count_this_month(engine, file_lake):
     ledger = Ledger(file_lake)
     make_healthy(engine, ledger)
