@@ -159,6 +159,9 @@ SETTINGS: tuple[Variable, ...] = (
     Variable("LOAD_LOCK_WAIT_SECONDS", "load_lock_wait_seconds",
              "seconds a load waits for another load of the same table to end before it refuses that table",
              lambda: "600", _check_positive_int("LOAD_LOCK_WAIT_SECONDS"), int),
+    Variable("LOAD_OUTAGE_WAIT_SECONDS", "load_outage_wait_seconds",
+             "seconds a load waits out a PostgreSQL outage (restart, failover), trying the table again, before "
+             "it fails", lambda: "120", _check_positive_int("LOAD_OUTAGE_WAIT_SECONDS"), int),
     Variable("BACKUP_KEEP", "backup_keep",
              "complete warehouse backups kept under gold/backups by `cryptolake backup` (older ones are deleted)",
              lambda: "8", _check_positive_int("BACKUP_KEEP"), int),
@@ -192,6 +195,7 @@ class Settings:
     cmc_run_ceiling_extra: int
     delta_vacuum_retention_hours: int
     load_lock_wait_seconds: int
+    load_outage_wait_seconds: int
     backup_keep: int
     spark_classpath: str
 

@@ -9,19 +9,27 @@ Per table:
   rejected rows now loaded are marked resolved, the watermark advances, the staging table is dropped.
 After the tables, the run ledger is mirrored into meta.runs (warehouse/runs.py).
 A load killed anywhere leaves dw and the watermark as they were: the next load reads the same versions again.
+A short PostgreSQL outage (restart, failover) is waited out: a table whose attempt loses the server (it cannot
+be reached, or ends the session) is tried again whole, from the lock to the transaction, until the server has
+been unreachable for LOAD_OUTAGE_WAIT_SECONDS; the watermark moves with the rows, so an attempt whose commit
+landed finds nothing new. SQL errors are not retried.
 Silver deletes (change type `delete`) are not propagated: the warehouse keeps what it loaded.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 from urllib.parse import urlencode
 
+from py4j.protocol import Py4JError
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from sqlalchemy import Table, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.engine import Connection, Engine, make_url
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 from cryptolake import logs, progress
 from cryptolake.errors import CryptolakeError
@@ -35,10 +43,93 @@ from cryptolake.warehouse.runs import mirror_ledger
 
 log = logs.get(__name__)
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock wait that ran out of lock_timeout
+# A server that cannot be reached or ended the session: SQLSTATE class 08 (connection exception), 57P01
+# admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up, shutting down, in recovery).
+_GONE_STATES = ("57P01", "57P02", "57P03")
+# The same from libpq, which gives no SQLSTATE for a connection that failed to open (a wrong password does not
+# match: it is no outage).
+_GONE_WORDS = ("Connection refused", "the database system is", "timeout expired", "Connection reset",
+               "No route to host")
+_WAIT_BETWEEN = 10  # seconds, at most, between two attempts during an outage
+T = TypeVar("T")
+
+
+def lock_key(table: str) -> str:
+    """The text whose hash is the table's advisory lock: one load of a table at a time."""
+    return f"cryptolake-load:{table}"
 
 
 class LoadRefused(CryptolakeError):
     """Another load of the same table held its advisory lock for longer than the load would wait."""
+
+
+def server_gone(exc: BaseException) -> bool:
+    """True when `exc` says PostgreSQL could not be reached or ended the session (an outage), from psycopg2
+    through SQLAlchemy or from the JDBC driver through Spark; False for every SQL error."""
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "pgcode", None)
+        if state:
+            return state.startswith("08") or state in _GONE_STATES
+        return exc.connection_invalidated or any(w in str(exc.orig) for w in _GONE_WORDS)
+    # The JVM's exception and its causes: Py4JJavaError's, or the one PySpark converted (kept as _origin).
+    cause, depth = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None), 0
+    while cause is not None and depth < 20:
+        try:
+            state = cause.getSQLState()  # java.sql.SQLException and its subclasses (PSQLException)
+        except Py4JError:  # no such method: not an SQL exception
+            state = None
+        if state:
+            return state.startswith("08") or state in _GONE_STATES
+        cause, depth = cause.getCause(), depth + 1
+    return False
+
+
+class Outage:
+    """Waits out one PostgreSQL outage for a whole load: `attempt` tries a unit of work (a table, the ledger
+    mirror) again while the server is gone, until it has been gone for `limit` seconds in all. The clock is the
+    load's, not the table's: once one table has waited the bound, the next gives up at its first failure."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.since: float | None = None  # when the current outage was first met
+
+    def attempt(self, what: str, work: Callable[[], T]) -> T:
+        retrying = Retrying(retry=retry_if_exception(self._gone), stop=self._over,
+                            wait=wait_random_exponential(multiplier=1, max=_WAIT_BETWEEN),
+                            before_sleep=lambda state: self._log(what, state), reraise=True)
+        try:
+            result = retrying(work)
+        except Exception as exc:
+            if self.since is not None and server_gone(exc):
+                raise CryptolakeError(
+                    f"cannot reach the warehouse for {what}: still unreachable after {self.limit} s "
+                    f"(LOAD_OUTAGE_WAIT_SECONDS): {_first_line(exc)}",
+                    "Check WAREHOUSE_URL and that PostgreSQL is up, then run the load again") from None
+            raise
+        self.since = None
+        return result
+
+    def _gone(self, exc: BaseException) -> bool:
+        if not server_gone(exc):
+            self.since = None  # the server answered
+            return False
+        self.since = self.since or time.monotonic()
+        return True
+
+    def _over(self, state: RetryCallState) -> bool:
+        return self.since is not None and time.monotonic() - self.since >= self.limit
+
+    def _log(self, what: str, state: RetryCallState) -> None:
+        log.warning("%s: the warehouse is unreachable (%s); trying again in %.0f s (waited %.0f of %d s, "
+                    "LOAD_OUTAGE_WAIT_SECONDS)", what, _first_line(state.outcome.exception()),
+                    state.next_action.sleep, time.monotonic() - self.since, self.limit)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The message of a psycopg2 or JDBC error, one line, redacted."""
+    cause = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    message = str(cause.getMessage()) if cause is not None else str(getattr(exc, "orig", None) or exc)
+    return logs.redact(message.strip().splitlines()[0] if message.strip() else type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -92,6 +183,7 @@ def load_group(spark: SparkSession, settings: Settings, group: str, *, tables: l
     jdbc = Jdbc.from_settings(settings)
     engine = engine_for(settings.warehouse_url)
     outcome = LoadResult(group)
+    outage = Outage(settings.load_outage_wait_seconds)
     try:
         with progress.bar(len(chosen), f"load {group}", "table") as bar:
             for table in chosen:
@@ -99,9 +191,9 @@ def load_group(spark: SparkSession, settings: Settings, group: str, *, tables: l
                 with logs.context(table=table.name):
                     _soft(outcome, table.name, lambda: outcome.tables.append(
                         TableLoader(spark, engine, jdbc, lake, table, group, as_of_version,
-                                    lock_wait_seconds=settings.load_lock_wait_seconds).run()))
+                                    lock_wait_seconds=settings.load_lock_wait_seconds, outage=outage).run()))
                 bar.update()
-        _soft(outcome, "meta.runs", lambda: mirror_ledger(engine, lake))
+        _soft(outcome, "meta.runs", lambda: outage.attempt("meta.runs", lambda: mirror_ledger(engine, lake)))
     finally:
         engine.dispose()
     log.info("load %s: %d tables loaded, %d failed%s", group, len(outcome.tables), len(outcome.failed),
@@ -125,8 +217,9 @@ class TableLoader:
     `as_of`, so the next plain load brings the later versions back)."""
 
     def __init__(self, spark: SparkSession, engine: Engine, jdbc: Jdbc, lake: Lake, table: Table, group: str,
-                 as_of: int | None = None, *, lock_wait_seconds: int = 0):
+                 as_of: int | None = None, *, lock_wait_seconds: int = 0, outage: Outage | None = None):
         self.lock_wait_seconds = lock_wait_seconds
+        self.outage = outage or Outage(0)
         self.spark, self.engine, self.jdbc, self.lake, self.table, self.group = spark, engine, jdbc, lake, table, group
         self.as_of = as_of
         self.name = table.name
@@ -136,12 +229,30 @@ class TableLoader:
         self.uri = lake.spark_uri(f"silver/{self.name}")
 
     def run(self) -> TableLoad:
-        with Ledger(self.lake).run("load", self.name, params={"group": self.group}) as record, \
-                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as session:
-            self._lock(session)
+        with Ledger(self.lake).run("load", self.name, params={"group": self.group}) as record:
             if not self.lake.exists(f"silver/{self.name}/_delta_log"):
                 raise CryptolakeError(f"silver table {self.name} does not exist yet",
                                       "Run `cryptolake transform` for its group first")
+            result = self.outage.attempt(self.name, lambda: self._attempt(record.run_id))
+            if self.as_of is not None:
+                record.params["as_of_version"] = self.as_of
+            elif result.from_version == result.to_version and not result.rows_resolved:
+                result.status = record.status = "skipped"
+            record.rows = result.rows_loaded
+            record.upstream = {"silver": self.name, "from_version": result.from_version,
+                               "to_version": result.to_version}
+            record.details.update(rows_read=result.rows_read, rows_loaded=result.rows_loaded,
+                                  rows_rejected=result.rows_rejected, rows_resolved=result.rows_resolved)
+        log.info("%s: versions %s..%d, %d rows read, %d loaded, %d rejected pending, %d resolved", self.name,
+                 "-" if result.from_version is None else result.from_version + 1, result.to_version,
+                 result.rows_read, result.rows_loaded, result.rows_rejected, result.rows_resolved)
+        return result
+
+    def _attempt(self, run_id: str) -> TableLoad:
+        """One whole try: lock, watermark, staging, the transaction. Run again after an outage, it starts from
+        the watermark as the server has it, so rows that did commit are not loaded twice."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as session:
+            self._lock(session)
             since = session.execute(text("SELECT delta_version FROM meta.load_watermark WHERE table_name = :t"),
                                     {"t": self.name}).scalar()
             current = self._current_version()
@@ -154,18 +265,10 @@ class TableLoader:
             self._create_stage(session)
             if since is None or since < current:
                 self._write_stage(self._changes(since, current))
-            self._move(result, record.run_id)
-            if self.as_of is not None:
-                record.params["as_of_version"] = self.as_of
-            elif since == current and not result.rows_resolved:
-                result.status = record.status = "skipped"
-            record.rows = result.rows_loaded
-            record.upstream = {"silver": self.name, "from_version": since, "to_version": current}
-            record.details.update(rows_read=result.rows_read, rows_loaded=result.rows_loaded,
-                                  rows_rejected=result.rows_rejected, rows_resolved=result.rows_resolved)
-        log.info("%s: versions %s..%d, %d rows read, %d loaded, %d rejected pending, %d resolved", self.name,
-                 "-" if since is None else since + 1, current, result.rows_read, result.rows_loaded,
-                 result.rows_rejected, result.rows_resolved)
+            # The lock is the session's: a server restart meanwhile ended it (and freed the lock), so the
+            # transaction goes ahead only on a session that still holds it; else the attempt starts again.
+            session.execute(text("SELECT 1"))
+            self._move(result, run_id)
         return result
 
     # -- PostgreSQL ------------------------------------------------------------------------------------------
@@ -175,17 +278,17 @@ class TableLoader:
         the foreign-key order, so they cannot deadlock and both end with every table loaded."""
         session.execute(text("SELECT set_config('lock_timeout', :t, false)"),
                         {"t": f"{self.lock_wait_seconds * 1000 or 1}ms"})  # 0 ms would mean wait forever
+        reset = text("SELECT set_config('lock_timeout', '0', false)")  # the pooled session's default again
         try:
-            session.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"cryptolake-load:{self.name}"})
-            return
+            session.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": lock_key(self.name)})
         except OperationalError as exc:
             if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
-                raise
-        finally:
-            session.execute(text("SELECT set_config('lock_timeout', '0', false)"))
-        raise LoadRefused(f"load of {self.name} refused: another load of this table is running (PostgreSQL advisory "
-                          f"lock) and did not end within {self.lock_wait_seconds} s",
-                          "Run it again once that load has ended, or raise LOAD_LOCK_WAIT_SECONDS")
+                raise  # the session is lost with its server: nothing to reset
+            session.execute(reset)
+            raise LoadRefused(f"load of {self.name} refused: another load of this table is running (PostgreSQL "
+                              f"advisory lock) and did not end within {self.lock_wait_seconds} s",
+                              "Run it again once that load has ended, or raise LOAD_LOCK_WAIT_SECONDS") from None
+        session.execute(reset)
 
     def _create_stage(self, session: Connection) -> None:
         """A fresh UNLOGGED copy of the target's columns, without constraints (bad keys are caught in SQL)."""
