@@ -5,9 +5,9 @@ A run's data files are written first and its record last, so a reader that goes 
 a half-written snapshot; a run killed before its record exists simply never happened for readers.
 
 A record the lake cannot take when its run ends (the store still down after its retries, a full disk) is not
-lost: it is kept in this machine's spool (`spool_dir`) and logged whole, and the next run on this machine that
-writes its own record writes the spooled ones too, marked `details.spooled` (`cryptolake status` shows them as
-recorded late). A pod's spool dies with the pod: on Kubernetes the logged line and the task's state carry it.
+lost: it is kept in this machine's spool (`spool_dir`) and logged whole, and the next run of the same step on
+this machine that writes its own record writes the spooled ones too, marked `details.spooled` (`cryptolake
+status` shows them as recorded late). A pod's spool dies with the pod: on Kubernetes the logged line and the task's state carry it.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class Ledger:
 
     def _end(self, record: RunRecord, clock: float, succeeded: bool) -> None:
         """Write the record; if the lake cannot take it, spool it, and fail a run that had succeeded (its data
-        is not visible without the record). Once a record is written, the spooled ones go too."""
+        is not visible without the record). Once a record is written, the step's spooled ones go too."""
         record.ended_at = datetime.now(timezone.utc)
         record.duration_seconds = round(time.monotonic() - clock, 3)
         path = self._path(record)
@@ -169,7 +169,7 @@ class Ledger:
         except Exception as exc:  # noqa: BLE001 - LakeError, and OS and botocore errors of a failed upload
             kept = self._spool(path, record, exc)
             if succeeded:
-                where = f"it is kept in {kept} and the next run on this machine writes it" if kept else \
+                where = f"it is kept in {kept} and the next {record.step} on this machine writes it" if kept else \
                     "it is in the log line above"
                 raise LakeError(f"run {record.run_id} of {record.step} {record.name} ended {record.status} but its "
                                 f"ledger record could not be written: {record.details['spooled']['reason']}",
@@ -178,7 +178,7 @@ class Ledger:
         log.info("run %s %s in %.1fs (%d rows, %d files) -> %s", record.run_id, record.status,
                  record.duration_seconds, record.rows, len(record.files), path)
         try:
-            self.flush_spool()
+            self.flush_spool(record.step)
         except Exception as exc:  # noqa: BLE001 - the run itself is recorded; the spool waits for the next one
             log.warning("spooled ledger records not written: %s", exc)
 
@@ -201,12 +201,13 @@ class Ledger:
                   record.run_id, reason, target, data.decode())
         return target
 
-    def flush_spool(self) -> list[str]:
-        """Write the records this machine spooled for this lake, oldest first; the ledger paths written. A record
-        another run wrote meanwhile is dropped from the spool; the first that cannot be written stops the flush."""
+    def flush_spool(self, step: Step) -> list[str]:
+        """Write the records of `step` this machine spooled for this lake, oldest first (a step writes only its
+        own ledger directory: lake.WRITES); the ledger paths written. A record another run wrote meanwhile is
+        dropped from the spool; the first that cannot be written stops the flush."""
         root = spool_dir(self.lake.uri)
         written = []
-        for spooled in sorted(root.glob(f"{META}/*/*/*.json"), key=lambda p: p.name):
+        for spooled in sorted(root.glob(f"{self._dir(step, '*')}/*.json"), key=lambda p: p.name):
             path = spooled.relative_to(root).as_posix()
             data = spooled.read_bytes()
             try:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from cryptolake.errors import LakeError, SettingsError
-from cryptolake.lake import Lake, _AtomicOutput, bronze_path, job_dirs, job_of, quarantine_path
+from cryptolake.lake import WRITES, Lake, _AtomicOutput, bronze_path, job_dirs, job_of, quarantine_path
 from tests.conftest import settings_for
 from tests.staging import age, staging_files, start_writer
 
@@ -150,6 +150,8 @@ def test_each_written_path_belongs_to_the_job_whose_directories_hold_it():
         assert job_of(rel) == job, rel
         if job:
             assert any(rel.startswith(d + "/") for d in job_dirs(job)), (rel, job_dirs(job))
+            step = job.partition(".")[0]  # and the job's directories are its component's to write
+            assert all(any(f"{d}/".startswith(f"{w}/") for w in WRITES[step]) for d in job_dirs(job)), job
 
 
 def test_a_killed_writers_staging_file_is_swept_by_its_own_job_once_old(lake_and_env):

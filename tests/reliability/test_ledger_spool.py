@@ -1,5 +1,5 @@
 """The lake's S3 store down past its retry bound when a run ends: the run's ledger record is spooled on this
-machine (not lost), a run that had succeeded fails with one clear line, and once the store is back the next run
+machine (not lost), a run that had succeeded fails with one clear line, and once the store is back the next load
 writes the spooled record, marked as late. An S3 server of its own; no Spark, but the bound takes ~30 s.
 
 Slow: `make reliability`.
@@ -30,12 +30,12 @@ def test_a_record_the_store_cannot_take_is_spooled_and_written_late_once_it_is_b
             with ledger.run("load", "fact_x") as run:
                 run.rows = 7
                 store.down()  # for longer than the reads' and writes' retries
-        assert "\n" not in str(raised.value) and "the next run on this machine writes it" in str(raised.value)
+        assert "\n" not in str(raised.value) and "the next load on this machine writes it" in str(raised.value)
         [kept] = spool_dir(lake.uri).rglob("*.json")
         assert kept.name == f"{run.run_id}.json" and json.loads(kept.read_text())["rows"] == 7
     finally:
         store.up()
-    with ledger.run("extract", "key_info"):
+    with ledger.run("load", "fact_y"):  # the next load on this machine
         pass
     [late] = ledger.runs("load", "fact_x")
     assert late.run_id == run.run_id and late.status == "success" and late.rows == 7
