@@ -447,7 +447,11 @@ class _AtomicOutput:
         os.close(self._fd)
 
     def __enter__(self) -> pa.NativeFile:
-        self.stream = pafs.LocalFileSystem().open_output_stream(self.tmp)
+        try:
+            self.stream = pafs.LocalFileSystem().open_output_stream(self.tmp)
+        except BaseException:
+            self.discard()
+            raise
         return self.stream
 
     def __exit__(self, exc_type, exc, tb) -> bool:
