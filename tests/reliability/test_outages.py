@@ -73,7 +73,7 @@ def test_s3_down_during_transform(own, tmp_path):
     finish(world)
 
 
-@pytest.mark.parametrize("server", ["s3"])  # PostgreSQL: test_warehouse_outage.py
+@pytest.mark.parametrize("server", ["s3", "postgres"])
 def test_down_during_load(own, tmp_path, server):
     world = own_world(own, tmp_path)
     step = start_step(world, ("run", "--group", GROUP))
