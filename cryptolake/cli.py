@@ -324,19 +324,25 @@ def local_env(stack) -> None:
 
 @local.command("airflow")
 @click.option("--port", type=int, default=18280, show_default=True, help="Port of Airflow's UI and API.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Run the DAGs on this cluster (kubernetes backend) instead of the local stack.")
+@click.option("--context", default=None, help="The kubeconfig's context (default: its current one).")
 @click.pass_obj
-def local_airflow(stack, port: int) -> None:
-    """Airflow 3 standalone in the foreground with the repo's DAGs on the local backend (every task a
-    `cryptolake` subprocess against the stack), metadata in the stack's PostgreSQL. Loopback only: every
-    visitor is an admin. Ctrl-C stops it."""
+def local_airflow(stack, port: int, kubeconfig: Path | None, context: str | None) -> None:
+    """Airflow 3 standalone in the foreground with the repo's DAGs, metadata in the stack's PostgreSQL. Local
+    backend: every task a `cryptolake` subprocess against the stack. With --kubeconfig: every task a pod or
+    SparkApplication on that cluster, where the cryptolake chart runs (docs/kubernetes.md, "A real node without
+    Docker"). Loopback only: every visitor is an admin. Ctrl-C stops it."""
     import os
 
-    from cryptolake.local.airflow import LocalAirflow
+    from cryptolake.local.airflow import ClusterAirflow, LocalAirflow
 
-    airflow = LocalAirflow(stack, port)
+    airflow = ClusterAirflow(stack, kubeconfig, context, port) if kubeconfig else LocalAirflow(stack, port)
     env = airflow.prepare()
+    hint = ("the DAGs start active: init runs at once, the groups on their schedules" if kubeconfig
+            else "unpause a DAG and trigger it there")
     click.echo(f"Airflow on {airflow.url} (DAGs from {env['AIRFLOW__CORE__DAGS_FOLDER']}, logs under "
-               f"{env['AIRFLOW_HOME']}); unpause a DAG and trigger it there")
+               f"{env['AIRFLOW_HOME']}); {hint}")
     os.execve(airflow.executable(), [airflow.executable(), "standalone"], env)
 
 

@@ -1,5 +1,9 @@
-"""Airflow 3 on the local stack (`cryptolake local airflow`, `make airflow`): the repo's DAGs with the local
-backend, metadata in the stack's PostgreSQL, every task a `cryptolake` subprocess against the stack.
+"""Airflow 3 on this machine (`cryptolake local airflow`, `make airflow`): the repo's DAGs, metadata in the local
+stack's PostgreSQL. Two backends:
+- local (LocalAirflow): every task a `cryptolake` subprocess against the local stack;
+- kubernetes (ClusterAirflow, `--kubeconfig`): every task a pod or SparkApplication on a cluster where the
+  cryptolake chart is installed; the tasks get their settings and credentials from the chart's ConfigMap and
+  Secrets there, never from this machine's stack.
 
 Loopback only: the simple auth manager makes every visitor an admin, which is what a laptop UI wants and what a
 shared machine must never run. The JWT secret is generated once and kept in the state directory.
@@ -7,6 +11,7 @@ shared machine must never run. The JWT secret is generated once and kept in the 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -21,6 +26,7 @@ from cryptolake.local.stack import LocalStack
 
 DEFAULT_PORT = 18280
 METADATA_DATABASE = "airflow"
+CLUSTER_METADATA_DATABASE = "airflow_cluster"
 
 
 def dags_folder() -> Path:
@@ -49,16 +55,23 @@ class LocalAirflow:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def env(self) -> dict[str, str]:
-        """The environment of every Airflow component, and so of every task's `cryptolake` subprocess."""
+    def task_env(self) -> dict[str, str]:
+        """What the tasks need from this machine: the stack's settings for the `cryptolake` subprocesses and the
+        warehouse connection post-load SQL runs on."""
         stack_env = {**self.stack.env(), **self.settings}
-        warehouse = stack_env["WAREHOUSE_URL"]
         conn_id = pipeline.default().airflow.warehouse_conn_id
         bin_dir = str(Path(sys.executable).parent)
         return {
-            **os.environ, **stack_env,
+            **stack_env,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "CRYPTOLAKE_DAG_BACKEND": "local",
+            f"AIRFLOW_CONN_{conn_id.upper()}": _connection_uri(stack_env["WAREHOUSE_URL"]),
+        }
+
+    def env(self) -> dict[str, str]:
+        """The environment of every Airflow component, and so of every task's subprocess."""
+        return {
+            **os.environ, **self.task_env(),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -72,7 +85,6 @@ class LocalAirflow:
             "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            f"AIRFLOW_CONN_{conn_id.upper()}": warehouse.replace("postgresql+psycopg2://", "postgresql://", 1),
         }
 
     def _jwt_secret(self) -> str:
@@ -85,7 +97,7 @@ class LocalAirflow:
 
     def prepare(self) -> dict[str, str]:
         """The stack up, the metadata database created and migrated, the API pool set: returns the env."""
-        self.stack.up()
+        self.start_stack()
         self._create_database()
         env = self.env()
         self._airflow(env, "db", "migrate")
@@ -93,6 +105,9 @@ class LocalAirflow:
         self._airflow(env, "pools", "set", policy.api_pool, str(policy.api_pool_slots),
                       "CoinMarketCap API calls at once (pipeline spec: airflow.api_pool)")
         return env
+
+    def start_stack(self) -> None:
+        self.stack.up()
 
     def up(self) -> None:
         """Airflow standalone in the background; returns once its API answers."""
@@ -135,3 +150,90 @@ class LocalAirflow:
         if done.returncode != 0:
             tail = logs.redact(" | ".join((done.stderr or done.stdout).strip().splitlines()[-3:]))
             raise LocalStackError(f"airflow {' '.join(args[:2])} failed: {tail}", f"See {self.log_file}")
+
+
+def _connection_uri(sqlalchemy_url: str) -> str:
+    """An Airflow connection URI from a SQLAlchemy URL (Airflow's postgres connections have no driver suffix)."""
+    return sqlalchemy_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+class ClusterAirflow(LocalAirflow):
+    """Airflow standalone on this machine with the kubernetes backend: the DAGs' pods and SparkApplications go
+    to the cluster of `kubeconfig`, where the cryptolake chart runs. Only the metadata database is local (the
+    stack's PostgreSQL); the lake, the sandbox and the History Server of the local stack are not started, and no
+    local setting reaches a task.
+
+    Post-load SQL runs here, on the warehouse connection of the cluster's Airflow Secret (charts/values/airflow.yaml
+    names it), its in-cluster host name replaced by the Service's ClusterIP: this machine has no cluster DNS.
+    """
+
+    def __init__(self, stack: LocalStack, kubeconfig: Path, context: str | None = None, port: int = DEFAULT_PORT,
+                 airflow_namespace: str = "airflow", metadata_database: str = CLUSTER_METADATA_DATABASE):
+        super().__init__(stack, port, metadata_database=metadata_database)
+        # apart from the local backend's Airflow: the same DAG ids, other tasks and another run history
+        self.home = stack.state_dir / "airflow-cluster"
+        self.log_file = stack.state_dir / "logs" / "airflow-cluster.log"
+        self.daemon = Daemon("airflow", stack.state_dir / "airflow-cluster.pid", marker="airflow standalone")
+        self.kubeconfig = kubeconfig.resolve()
+        self.context = context
+        self.airflow_namespace = airflow_namespace
+        if not self.kubeconfig.is_file():
+            raise LocalStackError(f"no kubeconfig at {self.kubeconfig}",
+                                  "Bring the cluster up first (`make cluster-up` prints its kubeconfig)")
+
+    def start_stack(self) -> None:
+        self.stack.postgres.up()
+
+    def task_env(self) -> dict[str, str]:
+        policy = pipeline.default().airflow
+        extra = {"kube_config_path": str(self.kubeconfig),
+                 "namespace": pipeline.default().kubernetes.namespace}
+        if self.context:
+            extra["cluster_context"] = self.context
+        return {
+            "CRYPTOLAKE_DAG_BACKEND": "kubernetes",
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes", "extra": extra}),
+            f"AIRFLOW_CONN_{policy.warehouse_conn_id.upper()}": self.warehouse_connection(),
+        }
+
+    def warehouse_connection(self) -> str:
+        """The cluster Airflow's warehouse connection, reachable from this machine."""
+        import base64
+        from urllib.parse import urlsplit, urlunsplit
+
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
+        try:
+            core = client.CoreV1Api(api)
+            env_name = f"AIRFLOW_CONN_{pipeline.default().airflow.warehouse_conn_id.upper()}"
+            secret_name, key = _airflow_secret(env_name)
+            secret = core.read_namespaced_secret(secret_name, self.airflow_namespace)
+            if key not in (secret.data or {}):
+                raise LocalStackError(f"Secret {self.airflow_namespace}/{secret_name} has no key {key!r}",
+                                      "Create the cluster's Secrets first (charts/kind-secrets.sh)")
+            uri = urlsplit(_connection_uri(base64.b64decode(secret.data[key]).decode()))
+            if uri.password:
+                logs.register_secret(uri.password)
+            # <service>.<namespace>[.svc[.<cluster domain>]]: a Service, reached here by its ClusterIP
+            labels = (uri.hostname or "").split(".")
+            if len(labels) >= 2 and (len(labels) == 2 or labels[2] == "svc") and not labels[0].isdigit():
+                address = core.read_namespaced_service(labels[0], labels[1]).spec.cluster_ip
+                credentials = uri.netloc.rpartition("@")[0]
+                host = f"{address}:{uri.port}" if uri.port else address
+                uri = uri._replace(netloc=f"{credentials}@{host}" if credentials else host)
+            return urlunsplit(uri)
+        finally:
+            api.close()
+
+
+def _airflow_secret(env_name: str) -> tuple[str, str]:
+    """(Secret, key) the cluster's Airflow takes `env_name` from: charts/values/airflow.yaml's `secret` list."""
+    import yaml
+
+    values_file = Path(__file__).resolve().parents[2] / "charts" / "values" / "airflow.yaml"
+    for entry in yaml.safe_load(values_file.read_text()).get("secret", []):
+        if entry.get("envName") == env_name:
+            return entry["secretName"], entry["secretKey"]
+    raise LocalStackError(f"{values_file} names no Secret for {env_name}",
+                          "Add it to the `secret` list there (the cluster's Airflow reads it the same way)")
