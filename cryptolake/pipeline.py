@@ -135,8 +135,8 @@ class KubernetesPlacement:
     secrets: Mapping[str, str]  # SECRET_ROLES -> Secret name
     spark_service_account: str
     extract_resources: Mapping[str, str]  # cpu, memory, memory_limit
-    spark_driver: Mapping[str, Any]  # cores, memory (heap), memory_overhead (the rest of the pod)
-    spark_executor: Mapping[str, Any]  # instances, cores, memory
+    spark_driver: Mapping[str, Any]  # cores, core_request (the pod's CPU request), memory (heap), memory_overhead
+    spark_executor: Mapping[str, Any]  # instances, cores, core_request, memory
     finished_retention_hours: int  # finished pods and SparkApplications are kept this long
 
 
@@ -322,8 +322,10 @@ class _Reader:
         spec = self.mapping(raw, where, ("namespace", "images", "config_map", "secrets", "spark_service_account",
                                          "extract_resources", "spark_driver", "spark_executor",
                                          "finished_retention_hours"))
-        driver = self.mapping(spec["spark_driver"], f"{where}.spark_driver", ("cores", "memory", "memory_overhead"))
-        executor = self.mapping(spec["spark_executor"], f"{where}.spark_executor", ("instances", "cores", "memory"))
+        driver = self.mapping(spec["spark_driver"], f"{where}.spark_driver",
+                              ("cores", "core_request", "memory", "memory_overhead"))
+        executor = self.mapping(spec["spark_executor"], f"{where}.spark_executor",
+                                ("instances", "cores", "core_request", "memory"))
         resources = self.mapping(spec["extract_resources"], f"{where}.extract_resources",
                                  ("cpu", "memory", "memory_limit"))
 
@@ -333,6 +335,10 @@ class _Reader:
         def spark_memory(part: Mapping[str, Any], key: str, size: str = "memory") -> str:
             return self.matching(part[size], f"{where}.{key}.{size}", SPARK_SIZE, "a Spark size such as 1g")
 
+        def core_request(part: Mapping[str, Any], key: str) -> str:
+            return self.matching(str(part["core_request"]), f"{where}.{key}.core_request", K8S_QUANTITY,
+                                 "a Kubernetes CPU quantity such as 250m or 1")
+
         return KubernetesPlacement(
             name("namespace"),
             self.texts(spec["images"], f"{where}.images", ("extract", "spark")),
@@ -340,10 +346,12 @@ class _Reader:
             {k: self.matching(resources[k], f"{where}.extract_resources.{k}", K8S_QUANTITY,
                               "a Kubernetes quantity such as 250m or 256Mi") for k in ("cpu", "memory", "memory_limit")},
             {"cores": self.count(driver["cores"], f"{where}.spark_driver.cores", 1),
+             "core_request": core_request(driver, "spark_driver"),
              "memory": spark_memory(driver, "spark_driver"),
              "memory_overhead": spark_memory(driver, "spark_driver", "memory_overhead")},
             {"instances": self.count(executor["instances"], f"{where}.spark_executor.instances", 1),
              "cores": self.count(executor["cores"], f"{where}.spark_executor.cores", 1),
+             "core_request": core_request(executor, "spark_executor"),
              "memory": spark_memory(executor, "spark_executor")},
             self.count(spec["finished_retention_hours"], f"{where}.finished_retention_hours", 1))
 

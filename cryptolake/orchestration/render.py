@@ -113,10 +113,12 @@ def spark_application(spec: Pipeline, group: str, app: str, version: str) -> dic
             # deletes it and its driver pod.
             "timeToLiveSeconds": k8s.finished_retention_hours * 3600,
             "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
-            "driver": {"cores": k8s.spark_driver["cores"], "memory": k8s.spark_driver["memory"],
+            "driver": {"cores": k8s.spark_driver["cores"], "coreRequest": k8s.spark_driver["core_request"],
+                       "memory": k8s.spark_driver["memory"],
                        "memoryOverhead": k8s.spark_driver["memory_overhead"],
                        "serviceAccount": k8s.spark_service_account, **pod},
             "executor": {"instances": k8s.spark_executor["instances"], "cores": k8s.spark_executor["cores"],
+                         "coreRequest": k8s.spark_executor["core_request"],
                          "memory": k8s.spark_executor["memory"], **pod},
         },
     }

@@ -93,6 +93,9 @@ def test_manifests_say_what_the_spec_says(spec):
             assert (driver["cores"], driver["memory"], driver["memoryOverhead"]) == (
                 k8s.spark_driver["cores"], k8s.spark_driver["memory"], k8s.spark_driver["memory_overhead"])
             assert driver["serviceAccount"] == k8s.spark_service_account
+            # the pods' CPU requests (a driver and an executor fit a 2-core node beside the platform)
+            assert (driver["coreRequest"], executor["coreRequest"]) == (
+                k8s.spark_driver["core_request"], k8s.spark_executor["core_request"])
             assert (executor["instances"], executor["cores"], executor["memory"]) == (
                 k8s.spark_executor["instances"], k8s.spark_executor["cores"], k8s.spark_executor["memory"])
             for pod in (driver, executor):
