@@ -199,7 +199,6 @@ class ClusterAirflow(LocalAirflow):
     def warehouse_connection(self) -> str:
         """The cluster Airflow's warehouse connection, reachable from this machine."""
         import base64
-        from urllib.parse import urlsplit, urlunsplit
 
         from kubernetes import client, config
 
@@ -212,19 +211,26 @@ class ClusterAirflow(LocalAirflow):
             if key not in (secret.data or {}):
                 raise LocalStackError(f"Secret {self.airflow_namespace}/{secret_name} has no key {key!r}",
                                       "Create the cluster's Secrets first (charts/kind-secrets.sh)")
-            uri = urlsplit(_connection_uri(base64.b64decode(secret.data[key]).decode()))
-            if uri.password:
-                logs.register_secret(uri.password)
-            # <service>.<namespace>[.svc[.<cluster domain>]]: a Service, reached here by its ClusterIP
-            labels = (uri.hostname or "").split(".")
-            if len(labels) >= 2 and (len(labels) == 2 or labels[2] == "svc") and not labels[0].isdigit():
-                address = core.read_namespaced_service(labels[0], labels[1]).spec.cluster_ip
-                credentials = uri.netloc.rpartition("@")[0]
-                host = f"{address}:{uri.port}" if uri.port else address
-                uri = uri._replace(netloc=f"{credentials}@{host}" if credentials else host)
-            return urlunsplit(uri)
+            return self.reachable(core, _connection_uri(base64.b64decode(secret.data[key]).decode()))
         finally:
             api.close()
+
+    @staticmethod
+    def reachable(core, url: str) -> str:
+        """`url` with a Service's cluster DNS name (<service>.<namespace>[.svc[.<domain>]]) replaced by its
+        ClusterIP, which this machine reaches; its password registered for redaction."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        uri = urlsplit(url)
+        if uri.password:
+            logs.register_secret(uri.password)
+        labels = (uri.hostname or "").split(".")
+        if len(labels) >= 2 and (len(labels) == 2 or labels[2] == "svc") and not labels[0].isdigit():
+            address = core.read_namespaced_service(labels[0], labels[1]).spec.cluster_ip
+            credentials = uri.netloc.rpartition("@")[0]
+            host = f"{address}:{uri.port}" if uri.port else address
+            uri = uri._replace(netloc=f"{credentials}@{host}" if credentials else host)
+        return urlunsplit(uri)
 
 
 def _airflow_secret(env_name: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cryptolake.pipeline import default
+from tests.e2e import harness as common
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tests" / "e2e" / "kind_e2e.py"
@@ -43,9 +44,9 @@ def test_the_harness_names_what_the_chart_and_values_files_name():
     assert module.AIRFLOW_NAMESPACE == chart["airflow"]["namespace"]
     assert f"-n {module.SPARK_OPERATOR_NAMESPACE} --create-namespace" in makefile
     assert chart["jobsNamespace"] == default().kubernetes.namespace  # the harness's jobs namespace is the spec's
-    [rule] = [r for r in kind["networkPolicy"]["extractEgress"] if r["namespace"] == module.SANDBOX_NAMESPACE]
-    assert module.SANDBOX_PORT in rule["ports"]
-    assert rule["podLabels"].items() <= module.SANDBOX_LABELS.items()
+    [rule] = [r for r in kind["networkPolicy"]["extractEgress"] if r["namespace"] == common.SANDBOX_NAMESPACE]
+    assert common.SANDBOX_PORT in rule["ports"]
+    assert rule["podLabels"].items() <= common.SANDBOX_LABELS.items()
     # the labels the log keeper and the checks select on are those of the manifests and the DAGs' extractor pods
     manifest = yaml.safe_load((REPO / "manifests" / "spark" / "10x-transform.yaml").read_text())
     assert manifest["metadata"]["name"].startswith("cryptolake-10x-transform")

@@ -1,0 +1,320 @@
+"""End to end on the real single-node cluster (`make e2e-cluster`, run by .ci/run; pytest does not collect this
+file). Everything is real: the node of cluster/node, the images built from the repo's Dockerfiles, the Spark
+Operator built from source, NetworkPolicies enforced, the chart installed by helm, Airflow on this machine with
+the kubernetes backend. Each wait is bounded.
+
+  1. `make cluster-deploy`: node up, images built and imported, the add-ons (network policies, Spark Operator),
+     namespaces and Secrets, the cryptolake chart (values-node.yaml) with `--wait`, then `helm test`; the sandbox
+     API as a Deployment in namespace cmc-sandbox first, so the chart's CMC_BASE_URL points at it;
+  2. Airflow standalone here (`cryptolake local airflow --kubeconfig`): `init` runs by itself (@once, active on
+     the kubernetes backend), then `10x` is triggered; its transform driver is killed once it has logged its
+     first JSON line (inside the step), and Airflow's retry has to finish the run;
+  3. checks, each a line when it fails:
+     - every extractor ran as a pod, every Spark app as a driver with executor pods;
+     - extractor and driver logs (the API `kubectl logs` reads) have JSON lines with a run_id; no log holds a
+       value of any Secret of the jobs or Airflow namespace;
+     - the fault matrix's independent check (tests/reliability/check.py): served = bronze = silver = warehouse,
+       nothing lost or duplicated, the killed run accounted for;
+     - the History Server's REST API lists the transform and load applications of 10x;
+     - `cryptolake status --json` as a Job in the cluster reports the 10x tables fresh.
+The node and the release stay up afterwards (`make cluster-down` removes them), for a person to look around.
+Exit status 0 when every check passed; otherwise 1, after a line per failed check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repository's `tests` package
+
+from tests.e2e.harness import (  # noqa: E402
+    AIRFLOW_NAMESPACE, REPO, SANDBOX_NAME, SANDBOX_NAMESPACE, SANDBOX_PORT, Cluster, LogKeeper, images,
+    json_lines_with_run_id, log, make, wait_until,
+)
+
+DEFAULT_STATE = REPO / ".local" / "e2e-cluster"  # Airflow's home and metadata database (a local PostgreSQL)
+AIRFLOW_PORT = 18290
+STATUS_JOB = "cryptolake-e2e-status"
+
+
+def kubeconfig() -> Path:
+    """The node's admin kubeconfig, where `make cluster-up` writes it (`make cluster-status` prints it)."""
+    found = subprocess.run(["make", "--no-print-directory", "-s", "cluster-kubeconfig"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return Path(found)
+
+
+class Airflow:
+    """Airflow on this machine, on the cluster; its CLI for runs and task states."""
+
+    def __init__(self, state_dir: Path, config: Path) -> None:
+        from cryptolake.local.airflow import ClusterAirflow
+        from cryptolake.local.stack import LocalStack
+
+        self.local = ClusterAirflow(LocalStack(state_dir), config, port=AIRFLOW_PORT)
+
+    def start(self) -> None:
+        self.local.up()
+        self.env = self.local.env()
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run([self.local.executable(), *args], env=self.env, capture_output=True, text=True,
+                              timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-1500:]}")
+        return done.stdout
+
+    def runs(self, dag: str) -> list[dict]:
+        return json.loads(self.cli("dags", "list-runs", dag, "--output", "json") or "[]")
+
+    def task_states(self, dag: str, run_id: str) -> list[dict]:
+        return json.loads(self.cli("tasks", "states-for-dag-run", dag, run_id, "--output", "json") or "[]")
+
+
+def follow(cluster: Cluster, airflow: Airflow, dag: str, timeout: float, kill_driver: str | None = None) -> dict:
+    """Follow a run of `dag` to its end: init's own first run, any other DAG triggered here. With
+    `kill_driver` (a Spark app), that app's first driver pod is deleted at once (grace 0) when it has logged a
+    JSON line with a run_id: the step is running. Returns the run (state, run_id) and what was killed."""
+    run_id = None
+    if dag != "init":
+        wait_until(f"DAG {dag} known to Airflow", 300, lambda: dag in airflow.cli("dags", "list", "-o", "plain"))
+        run_id = f"e2e-{dag}-{time.strftime('%Y%m%dT%H%M%S')}"
+        airflow.cli("dags", "trigger", dag, "--run-id", run_id)
+        log(f"triggered {dag} ({run_id})")
+    killed: list[str] = []
+
+    def kill_inside_step() -> None:
+        selector = f"spark-role=driver,cryptolake/group={dag},app.kubernetes.io/component=spark-{kill_driver}"
+        for pod in cluster.core.list_namespaced_pod(cluster.jobs, label_selector=selector).items:
+            if pod.status.phase != "Running":
+                continue
+            try:
+                text = cluster.core.read_namespaced_pod_log(pod.metadata.name, cluster.jobs,
+                                                            container="spark-kubernetes-driver")
+            except Exception:  # noqa: BLE001 (the container may not be up yet)
+                continue
+            if json_lines_with_run_id(text):
+                cluster.core.delete_namespaced_pod(pod.metadata.name, cluster.jobs, grace_period_seconds=0)
+                log(f"killed driver {pod.metadata.name} inside its step")
+                killed.append(pod.metadata.name)
+                return
+
+    def probe():
+        if kill_driver and not killed:
+            kill_inside_step()
+        runs = airflow.runs(dag)
+        run = next((r for r in runs if run_id is None or r.get("run_id") == run_id), None)
+        return run if run and run.get("state") in ("success", "failed") else None
+
+    run = wait_until(f"DAG {dag} run finished", timeout, probe, interval=5)
+    return {**run, "killed": killed}
+
+
+def secret_values(cluster: Cluster) -> list[str]:
+    """Every value of every Secret the release and Airflow use (8 characters or more: shorter ones are names)."""
+    values = []
+    for namespace in (cluster.jobs, AIRFLOW_NAMESPACE):
+        for secret in cluster.core.list_namespaced_secret(namespace).items:
+            for raw in (secret.data or {}).values():
+                value = base64.b64decode(raw).decode(errors="replace")
+                if len(value) >= 8:
+                    values.append(value)
+    return values
+
+
+def service_url(cluster: Cluster, name_part: str, port: int, scheme: str = "http") -> str:
+    """A Service of the jobs namespace by its ClusterIP, which this machine reaches (cluster/node routes it)."""
+    for svc in cluster.core.list_namespaced_service(cluster.jobs).items:
+        if name_part in svc.metadata.name and any(p.port == port for p in svc.spec.ports or []):
+            return f"{scheme}://{svc.spec.cluster_ip}:{port}"
+    raise RuntimeError(f"no Service *{name_part}* with port {port} in namespace {cluster.jobs}")
+
+
+def lake_world(cluster: Cluster):
+    """What the independent check reads, from this machine: the lake with the transform identity (it may read
+    all of the bucket), the warehouse as the loader, the sandbox's served journal."""
+    from cryptolake.settings import Settings
+    from cryptolake.local.airflow import ClusterAirflow
+
+    def secret(role: str) -> dict[str, str]:
+        found = cluster.core.read_namespaced_secret(cluster.spec.secrets[role], cluster.jobs)
+        return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
+
+    config = {k: v for k, v in cluster.core.read_namespaced_config_map(cluster.spec.config_map,
+                                                                        cluster.jobs).data.items()}
+    endpoint = config["AWS_ENDPOINT_URL"]
+    service = endpoint.split("//", 1)[1].split(".", 1)[0]
+    port = int(endpoint.rsplit(":", 1)[1].rstrip("/"))
+    transform = secret("transform")
+    env = {**config, "AWS_ENDPOINT_URL": service_url(cluster, service, port),
+           "AWS_ACCESS_KEY_ID": transform["AWS_ACCESS_KEY_ID"],
+           "AWS_SECRET_ACCESS_KEY": transform["AWS_SECRET_ACCESS_KEY"],
+           "WAREHOUSE_URL": ClusterAirflow.reachable(cluster.core, secret("load")["WAREHOUSE_URL"])}
+    sandbox = cluster.core.read_namespaced_service(SANDBOX_NAME, SANDBOX_NAMESPACE).spec.cluster_ip
+    return SimpleNamespace(settings=Settings.load(env), sandbox=SimpleNamespace(url=f"http://{sandbox}:{SANDBOX_PORT}"),
+                           outputs={})
+
+
+def status_in_cluster(cluster: Cluster, image: str, timeout: float) -> dict:
+    """`cryptolake status --json` as a Job on the Spark image with the backup Secret, as the status DAG runs it;
+    its JSON from the pod's log."""
+    from kubernetes import client
+
+    from cryptolake.orchestration import commands
+    from cryptolake.orchestration.render import SPARK_UID
+
+    argv = commands.status()
+    try:
+        cluster.batch.delete_namespaced_job(STATUS_JOB, cluster.jobs, propagation_policy="Foreground")
+        wait_until("the previous status Job gone", 120, lambda: not cluster.batch.list_namespaced_job(
+            cluster.jobs, field_selector=f"metadata.name={STATUS_JOB}").items, interval=2)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    labels = {"app.kubernetes.io/name": "cryptolake", "app.kubernetes.io/part-of": "cryptolakehouse",
+              "app.kubernetes.io/component": "status"}
+    container = client.V1Container(
+        name="status", image=image, image_pull_policy="Never", command=argv[:1], args=argv[1:],
+        env_from=[client.V1EnvFromSource(config_map_ref=client.V1ConfigMapEnvSource(name=cluster.spec.config_map)),
+                  client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=cluster.spec.secrets["backup"]))],
+        security_context=client.V1SecurityContext(
+            allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True,
+            capabilities=client.V1Capabilities(drop=["ALL"])),
+        volume_mounts=[client.V1VolumeMount(name="tmp", mount_path="/tmp")])
+    job = client.V1Job(
+        metadata=client.V1ObjectMeta(name=STATUS_JOB, labels=labels),
+        spec=client.V1JobSpec(backoff_limit=0, template=client.V1PodTemplateSpec(
+            metadata=client.V1ObjectMeta(labels=labels),
+            spec=client.V1PodSpec(
+                restart_policy="Never", containers=[container], automount_service_account_token=False,
+                security_context=client.V1PodSecurityContext(
+                    run_as_non_root=True, run_as_user=SPARK_UID, run_as_group=SPARK_UID,
+                    seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault")),
+                volumes=[client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource())]))))
+    cluster.batch.create_namespaced_job(cluster.jobs, job)
+
+    def ended():
+        status = cluster.batch.read_namespaced_job_status(STATUS_JOB, cluster.jobs).status
+        return status.succeeded or status.failed
+    wait_until("the status Job ended", timeout, ended, interval=3)
+    pod = cluster.core.list_namespaced_pod(cluster.jobs, label_selector=f"job-name={STATUS_JOB}").items[0]
+    text = cluster.core.read_namespaced_pod_log(pod.metadata.name, cluster.jobs)
+    start = text.find("{")
+    return json.loads(text[start:]) if start >= 0 else {"unparsed": text[-2000:]}
+
+
+def history_applications(url: str, timeout: float) -> list[str]:
+    def probe():
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/applications?status=completed", timeout=30) as response:
+                names = [app["name"] for app in json.load(response)]
+        except OSError as exc:
+            log(f"History Server: {exc}")
+            return None
+        steps = {step for step in ("transform", "load") for n in names if "10x" in n and step in n}
+        return names if steps == {"transform", "load"} else None
+    return wait_until("transform and load of 10x in the History Server", timeout, probe, interval=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-deploy", action="store_true", help="use the node and the releases as they are")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="Airflow's state here")
+    parser.add_argument("--timeout-init", type=float, default=1500, help="seconds for the init DAG run")
+    parser.add_argument("--timeout-10x", type=float, default=1200, help="seconds for the 10x DAG run")
+    parser.add_argument("--history-port", type=int, default=18080, help="the History Server Service's port")
+    args = parser.parse_args(argv)
+
+    from cryptolake.services.sandbox import DEFAULT_API_KEY
+
+    started = time.monotonic()
+    tags = images()
+    config = kubeconfig()
+    cluster = Cluster(kubeconfig=config)
+    if not args.skip_deploy:
+        make("cluster-up", "cluster-images", "cluster-addons")
+        sandbox_url = cluster.deploy_sandbox(tags["sandbox"], timeout=300, pull_policy="Never")
+        log(f"sandbox at {sandbox_url}")
+        make("cluster-deploy", environment={"CMC_API_KEY": DEFAULT_API_KEY},
+             DEPLOY_ARGS=f"--set-string config.env.CMC_BASE_URL={sandbox_url}")
+    log(f"deployed in {time.monotonic() - started:.0f} s")
+
+    failures: list[str] = []
+    airflow = Airflow(args.state_dir, config)
+    airflow.start()
+    keeper = LogKeeper(cluster)
+    runs = {"init": follow(cluster, airflow, "init", args.timeout_init)}
+    log(f"init: {runs['init']['state']} after {time.monotonic() - started:.0f} s")
+    runs["10x"] = follow(cluster, airflow, "10x", args.timeout_10x, kill_driver="transform")
+    log(f"10x: {runs['10x']['state']} after {time.monotonic() - started:.0f} s")
+    keeper.stop()
+
+    for dag, run in runs.items():
+        if run["state"] != "success":
+            states = {t["task_id"]: t["state"] for t in airflow.task_states(dag, run["run_id"])}
+            failures.append(f"DAG {dag} ended {run['state']}: {states}")
+    if not runs["10x"]["killed"]:
+        failures.append("no 10x transform driver was killed inside its step: the retry was not exercised")
+    else:
+        tries = {t["task_id"]: t.get("try_number") for t in airflow.task_states("10x", runs["10x"]["run_id"])}
+        log(f"10x tries: {tries}")
+
+    for dag in runs:
+        kept = {pod: v for pod, v in keeper.logs.items() if v[1].get("cryptolake/group") == dag}
+        by_kind = {"extract": [v for v in kept.values() if v[0] == "extract"],
+                   "transform": [v for v in kept.values() if v[0] == "driver"
+                                 and v[1].get("app.kubernetes.io/component") == "spark-transform"],
+                   "load": [v for v in kept.values() if v[0] == "driver"
+                            and v[1].get("app.kubernetes.io/component") == "spark-load"]}
+        for what, entries in by_kind.items():
+            records = [r for _, _, text in entries for r in json_lines_with_run_id(text)]
+            log(f"{dag} {what}: {len(entries)} pod log(s), {len(records)} JSON lines with a run_id")
+            if not records:
+                failures.append(f"no {what} log of the {dag} run had a JSON line with a run_id")
+        executors = [pod for pod, v in keeper.executors.items() if v.get("cryptolake/group") == dag]
+        if not executors:
+            failures.append(f"no executor pod ran for the Spark apps of {dag}")
+    secrets = secret_values(cluster)
+    leaked = {pod for pod, (_, _, text) in keeper.logs.items() for value in secrets if value in text}
+    log(f"secret scan: {len(keeper.logs)} pod logs against {len(secrets)} secret values")
+    if not secrets or not keeper.logs:
+        failures.append("the secret scan had nothing to compare")
+    if leaked:
+        failures.append(f"a Secret's value is in the log of {sorted(leaked)}")
+
+    from tests.reliability.check import assert_nothing_lost, counts
+
+    try:
+        tally = assert_nothing_lost(lake_world(cluster), allow_orphans=bool(runs["10x"]["killed"]))
+        log(f"independent check: {counts(tally)}")
+    except AssertionError as exc:
+        failures.append(f"independent check: {exc}")
+
+    names = history_applications(service_url(cluster, "history", args.history_port), timeout=300)
+    log(f"History Server applications: {names}")
+
+    shown = status_in_cluster(cluster, tags["spark"], timeout=300)
+    stale = [t["table"] for t in shown.get("tables", []) if "10x" in t["groups"] and t["state"] != "OK"]
+    log(f"status in the cluster: {shown.get('verdict', shown)}")
+    if "tables" not in shown or stale:
+        failures.append(f"status in the cluster: 10x tables not fresh: {stale or shown}")
+
+    for failure in failures:
+        print(f"e2e-cluster FAILED: {failure}", file=sys.stderr)
+    log(("e2e-cluster passed" if not failures else f"e2e-cluster: {len(failures)} check(s) failed")
+        + f" in {time.monotonic() - started:.0f} s; the node and the release stay up (`make cluster-down`)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
