@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.render import CLOUD_VALUES, KIND_VALUES, PROFILE_SECRETS, merge, render
+from tests.chart.render import CLOUD_VALUES, KIND_VALUES, NODE_VALUES, PROFILE_SECRETS, merge, render
 
 # profile -> (values files, --set values)
 PROFILES = {
     "default": ([], PROFILE_SECRETS),
     "kind": ([KIND_VALUES], PROFILE_SECRETS),
+    "node": ([KIND_VALUES, NODE_VALUES], PROFILE_SECRETS),
     "cloud": ([CLOUD_VALUES], None),
     "minio": ([], merge(PROFILE_SECRETS, {"objectStore": {"type": "minio"}})),
 }

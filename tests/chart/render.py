@@ -23,6 +23,7 @@ RELEASE = "cryptolake"
 DEFAULT_VALUES = CHART / "values.yaml"
 KIND_VALUES = CHART / "values-kind.yaml"
 CLOUD_VALUES = CHART / "values-cloud.yaml"
+NODE_VALUES = CHART / "values-node.yaml"  # layered on KIND_VALUES
 
 # Values a profile without existingSecret needs to render (they are never committed in a values file).
 # Obviously fake, and distinct, so a test can find each one in what was rendered.

@@ -233,6 +233,7 @@ def test_the_settings_config_map_holds_real_non_secret_settings(renders, profile
     assert data["LAKE_CONDITIONAL_WRITES"] == "true"
     endpoint = {"default": "http://cryptolake-seaweedfs.cryptolake-jobs.svc.cluster.local:8333",
                 "kind": "http://cryptolake-seaweedfs.cryptolake-jobs.svc.cluster.local:8333",
+                "node": "http://cryptolake-seaweedfs.cryptolake-jobs.svc.cluster.local:8333",
                 "minio": "http://cryptolake-minio.cryptolake-jobs.svc.cluster.local:9000"}.get(profile)
     assert data.get("AWS_ENDPOINT_URL") == endpoint
     assert data["AWS_REGION"] == ("eu-west-1" if profile == "cloud" else "us-east-1")
