@@ -46,7 +46,7 @@ test-stack-down: ## Stop the stack the tests start (it stays up between test run
 
 .PHONY: kube-bins
 kube-bins: ## Build kube-apiserver, kubectl and etcd for tests/kubernetes (once; ~11 min cold; ~/.cache/cryptolake/kube)
-	tests/kubernetes/apiserver/build.sh
+	cluster/node/kube/build.sh
 
 local-up: setup ## Start the local stack (PostgreSQL, S3 server, sandbox API, Spark History Server) on loopback
 	$(CLI) local up

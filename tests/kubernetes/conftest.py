@@ -1,6 +1,6 @@
 """A real kube-apiserver (with its etcd) on loopback for the whole test session.
 
-The binaries come from tests/kubernetes/apiserver/build.sh (built from the Go module proxy and cached under
+The binaries come from cluster/node/kube/build.sh (built from the Go module proxy and cached under
 ~/.cache/cryptolake/kube/<version>/; `make kube-bins` and .ci/run build them ahead, this fixture builds them
 when they are missing). No controller-manager, scheduler or kubelet runs: objects are stored and admitted
 (RBAC, Pod Security, CRD schemas, server-side dry-run) but nothing reconciles them, so ServiceAccounts, even a
@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO / "tests" / "kubernetes" / "apiserver" / "build.sh"
+BUILD_SCRIPT = REPO / "cluster" / "node" / "kube" / "build.sh"
 READY_TIMEOUT_S = 90  # it is ready about 5 s after start here; slow CI machines get headroom, not forever
 
 

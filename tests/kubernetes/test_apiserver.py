@@ -42,7 +42,7 @@ def dry_run(apiserver: Apiserver, document: dict, *extra: str):
 
 
 def test_the_apiserver_runs_the_version_the_build_pins(apiserver):
-    go_mod = (REPO / "tests/kubernetes/apiserver/go.mod").read_text()
+    go_mod = (REPO / "cluster/node/kube/go.mod").read_text()
     pinned = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v\S+)", go_mod, re.M).group(1)
     assert re.fullmatch(r"v1\.\d+\.\d+", pinned)
     versions = json.loads(apiserver.kubectl("version", "-o", "json").stdout)
