@@ -36,7 +36,7 @@ test: setup ## Run the whole test suite against real PostgreSQL, S3 server and S
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Tests without Spark and without building the wheel
-	$(BIN)/pytest -m 'not spark and not wheel and not reliability' $(PYTEST_ARGS)
+	$(BIN)/pytest -m 'not spark and not wheel and not reliability and not cluster' $(PYTEST_ARGS)
 
 reliability: setup ## The fault matrix's slow half: S3/PostgreSQL outages, SIGKILLed steps, a full disk (docs/operations.md)
 	$(BIN)/pytest -m reliability tests/reliability $(PYTEST_ARGS)
@@ -47,6 +47,18 @@ test-stack-down: ## Stop the stack the tests start (it stays up between test run
 .PHONY: kube-bins
 kube-bins: ## Build kube-apiserver, kubectl and etcd for tests/kubernetes (once; ~11 min cold; ~/.cache/cryptolake/kube)
 	cluster/node/kube/build.sh
+
+# ---- A real single-node cluster without Docker (cluster/node/, docs/kubernetes.md "A real node without Docker") -----
+# Root only: kubelet, containerd, iptables. State in .local/cluster/ (CRYPTOLAKE_CLUSTER_DIR overrides it).
+.PHONY: cluster-up cluster-down cluster-status
+cluster-up: ## Build (cached) and start the single-node cluster: etcd, control plane, containerd, kubelet, kube-proxy, CoreDNS
+	$(PYTHON) cluster/node/node.py up
+
+cluster-down: ## Stop the single-node cluster and undo its iptables chains, mounts, addresses and routes
+	$(PYTHON) cluster/node/node.py down
+
+cluster-status: ## Each node component's state, the kubeconfig and the containerd socket
+	$(PYTHON) cluster/node/node.py status
 
 local-up: setup ## Start the local stack (PostgreSQL, S3 server, sandbox API, Spark History Server) on loopback
 	$(CLI) local up

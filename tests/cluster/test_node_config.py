@@ -1,0 +1,44 @@
+"""What cluster/node/node.py renders for the node, checked without a node: the containment settings."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def test_contain_rules_drop_every_range_both_ways_past_loopback_and_the_bridge(node_module):
+    rules = node_module.contain_rules()
+    assert set(rules) == {"CRYPTOLAKE-EGRESS", "CRYPTOLAKE-INGRESS"}
+    for chain, flag in (("CRYPTOLAKE-EGRESS", "-o"), ("CRYPTOLAKE-INGRESS", "-i")):
+        # The only exemptions, first: loopback and the pod bridge; everything else falls through to the drops.
+        assert rules[chain][:2] == [[flag, "lo", "-j", "RETURN"], [flag, node_module.BRIDGE, "-j", "RETURN"]]
+        assert all(rule[-1] == "DROP" for rule in rules[chain][2:])
+        for cidr in (node_module.POD_CIDR, node_module.SERVICE_CIDR, f"{node_module.NODE_IP}/32"):
+            for match in ("-s", "-d"):
+                assert [match, cidr, "-j", "DROP"] in rules[chain]
+
+
+def test_pods_get_no_default_route_and_no_masquerade(node_module, tmp_path):
+    config = node_module.cni_config(node_module.Paths(tmp_path))
+    bridge = config["plugins"][0]
+    assert bridge["ipMasq"] is False and bridge["isDefaultGateway"] is False
+    routes = [ipaddress.ip_network(route["dst"]) for route in bridge["ipam"]["routes"]]
+    assert routes and all(route.prefixlen > 0 for route in routes)
+
+
+def test_coredns_answers_cluster_names_only(node_module):
+    corefile = next(item for item in node_module.coredns_manifest("img")
+                    if item["kind"] == "ConfigMap")["data"]["Corefile"]
+    plugins = {line.split()[0] for line in corefile.splitlines()[1:] if line.startswith("    ") and
+               not line.startswith("     ") and line.strip() != "}"}
+    assert "kubernetes" in plugins
+    assert not plugins & {"forward", "proxy", "hosts", "file", "auto"}
+
+
+def test_kubelet_serves_no_anonymous_request_and_keeps_every_image(node_module, tmp_path):
+    config = node_module.kubelet_config(node_module.Paths(tmp_path))
+    assert config["authentication"]["anonymous"]["enabled"] is False
+    assert config["authentication"]["webhook"]["enabled"] is True
+    assert config["authorization"]["mode"] == "Webhook"
+    assert config["readOnlyPort"] == 0
+    assert config["resolvConf"] == ""
+    assert config["imageGCHighThresholdPercent"] == 100
