@@ -111,6 +111,12 @@ def contain_rules() -> dict[str, list[list[str]]]:
             for chain, (flag, _) in CONTAIN_CHAINS.items()}
 
 
+def render_rule(rule: list[str]) -> str:
+    """A rule as `iptables -S` prints it (addresses before interfaces)."""
+    options = dict(zip(rule[::2], rule[1::2]))
+    return " ".join(f"{flag} {options[flag]}" for flag in ("-s", "-d", "-i", "-o", "-j") if flag in options)
+
+
 def cni_config(paths: Paths) -> dict:
     """Bridge without masquerade; the pods' only routes are the service range and the node IP (no default)."""
     return {
@@ -551,7 +557,10 @@ def setup_host(paths: Paths, record: dict) -> None:
             path.write_text(wanted)
             note("sysctls", {**record.get("sysctls", {}), sysctl: before})
     for chain, rules in contain_rules().items():
-        if run("iptables", "-n", "-L", chain, check=False).returncode != 0:
+        present = run("iptables", "-S", chain, check=False)
+        if present.stdout.splitlines() == [f"-N {chain}", *(f"-A {chain} {render_rule(rule)}" for rule in rules)]:
+            continue  # already in place: never flushed, so there is no moment without the drops
+        if present.returncode != 0:
             run("iptables", "-N", chain)
         run("iptables", "-F", chain)
         for rule in rules:

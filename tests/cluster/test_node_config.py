@@ -17,6 +17,12 @@ def test_contain_rules_drop_every_range_both_ways_past_loopback_and_the_bridge(n
                 assert [match, cidr, "-j", "DROP"] in rules[chain]
 
 
+def test_rules_render_as_iptables_prints_them(node_module):
+    """cluster-up compares `iptables -S` with this rendering to leave rules in place that are already right."""
+    assert node_module.render_rule(["-o", "lo", "-j", "RETURN"]) == "-o lo -j RETURN"
+    assert node_module.render_rule(["-i", "eth0", "-d", "10.0.0.0/8", "-j", "DROP"]) == "-d 10.0.0.0/8 -i eth0 -j DROP"
+
+
 def test_pods_get_no_default_route_and_no_masquerade(node_module, tmp_path):
     config = node_module.cni_config(node_module.Paths(tmp_path))
     bridge = config["plugins"][0]
