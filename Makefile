@@ -50,7 +50,7 @@ kube-bins: ## Build kube-apiserver, kubectl and etcd for tests/kubernetes (once;
 
 # ---- A real single-node cluster without Docker (cluster/node/, docs/kubernetes.md "A real node without Docker") -----
 # Root only: kubelet, containerd, iptables. State in .local/cluster/ (CRYPTOLAKE_CLUSTER_DIR overrides it).
-.PHONY: cluster-up cluster-down cluster-status
+.PHONY: cluster-up cluster-down cluster-status cluster-kubeconfig
 cluster-up: ## Build (cached) and start the single-node cluster: etcd, control plane, containerd, kubelet, kube-proxy, CoreDNS
 	$(PYTHON) cluster/node/node.py up
 
@@ -59,6 +59,9 @@ cluster-down: ## Stop the single-node cluster and undo its iptables chains, moun
 
 cluster-status: ## Each node component's state, the kubeconfig and the containerd socket
 	$(PYTHON) cluster/node/node.py status
+
+cluster-kubeconfig: ## Print the path of the node's admin kubeconfig (for KUBECONFIG; tests/e2e reads it here)
+	@$(PYTHON) cluster/node/node.py kubeconfig
 
 local-up: setup ## Start the local stack (PostgreSQL, S3 server, sandbox API, Spark History Server) on loopback
 	$(CLI) local up

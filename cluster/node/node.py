@@ -3,7 +3,8 @@
 
 `up` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (Debian's), kubelet,
 kube-proxy and CoreDNS with their own PKI; `down` stops what `up` started (by PID file) and undoes what it changed
-on the host (recorded in <state>/host.json); `status` prints each component. Standard library only, so it runs
+on the host (recorded in <state>/host.json); `status` prints each component; `kubeconfig` prints the admin
+kubeconfig's path. Standard library only, so it runs
 from a fresh clone before any venv exists. Runs as root (kubelet, containerd, iptables).
 
 Containment: pods get no default route (only the service range and the node IP are routed), CoreDNS has no
@@ -786,13 +787,15 @@ def status(paths: Paths) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "kubeconfig"))
     args = parser.parse_args()
     paths = Paths(state_dir())
     if args.command == "up":
         up(paths)
     elif args.command == "down":
         down(paths)
+    elif args.command == "kubeconfig":
+        print(paths.kubeconfig)
     else:
         sys.exit(status(paths))
 
