@@ -89,8 +89,12 @@ class Paths:
     def host_record(self) -> Path:
         return self.root / "host.json"
 
+    @property
+    def conf_dir(self) -> Path:
+        return self.root / "conf"
+
     def conf(self, name: str) -> Path:
-        return self.root / "conf" / name
+        return self.conf_dir / name
 
 
 # --- configuration rendering (pure; tests/cluster/test_node_config.py) ----------------------------------------
@@ -423,7 +427,7 @@ def make_pki(pki: Path) -> None:
 
 def write_configs(paths: Paths, sandbox_image: str) -> None:
     conf = paths.conf
-    conf("containerd.toml").parent.mkdir(parents=True, exist_ok=True)
+    paths.conf_dir.mkdir(parents=True, exist_ok=True)
     conf("containerd.toml").write_text(containerd_config(paths, sandbox_image))
     write_json(paths.root / "containerd" / "cni" / "10-cryptolake.conflist", cni_config(paths))
     write_json(conf("kubelet.yaml"), kubelet_config(paths))
@@ -432,7 +436,7 @@ def write_configs(paths: Paths, sandbox_image: str) -> None:
     for stem, name in (("controller-manager", "controller-manager"), ("scheduler", "scheduler"),
                        ("kube-proxy", "kube-proxy"), ("node", "kubelet")):
         write_json(conf(f"{name}.kubeconfig"), kubeconfig(paths, stem))
-    for path in [paths.kubeconfig, *paths.conf("x").parent.glob("*.kubeconfig")]:
+    for path in [paths.kubeconfig, *paths.conf_dir.glob("*.kubeconfig")]:
         os.chmod(path, 0o600)
 
 

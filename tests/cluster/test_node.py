@@ -136,7 +136,7 @@ def test_every_external_interface_drops_the_pod_service_and_node_addresses(node)
 def test_a_second_cluster_up_changes_nothing(node):
     def snapshot() -> dict:
         files = [*node.paths.run.glob("*.pid"), node.paths.host_record, node.paths.kubeconfig,
-                 *node.paths.conf("x").parent.iterdir()]
+                 *node.paths.conf_dir.iterdir()]
         return {str(path): (path.read_bytes(), path.stat().st_mtime_ns) for path in files}
 
     before = snapshot()
