@@ -4,12 +4,14 @@
 #   - the Kubernetes binaries (kube/build.sh --node: the repo's one Kubernetes pin) -> kube/<version>/bin/
 #   - CoreDNS from the Go module proxy (coredns/go.mod)                         -> node/coredns-<key>/coredns
 #   - the pause program (pause/pause.go)                                          -> node/pause-<key>/pause
+#   - crictl from the Go module proxy (crictl/go.mod), to look at pods through the CRI -> node/crictl-<key>/crictl
 #   - the two images from the Dockerfiles beside them, built by buildah (no daemon) and saved as docker-archive
 #     tars for `ctr images import`                                              -> node/images/<name>-<key>.tar
 # <key> is a hash of the recipe (sources, go.mod/go.sum, Dockerfile, Go version).
 #
 # Usage: build.sh [--print NAME]   (--print pause-image|coredns-image prints the tar path, the image reference
-#                                   is on the line after it; --print kube-bin prints the binary directory)
+#                                   is on the line after it; --print kube-bin prints the binary directory,
+#                                   --print crictl the crictl binary)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/cryptolake/node
@@ -22,6 +24,8 @@ coredns_version=$(awk '$1 == "require" && $2 == "github.com/coredns/coredns" {pr
                         $1 == "github.com/coredns/coredns" && $2 ~ /^v/ {print $2}' "$here/coredns/go.mod")
 coredns_key=$(key "$here/coredns/go.mod" "$here/coredns/go.sum")
 pause_key=$(key "$here/pause/go.mod" "$here/pause/pause.go")
+crictl_key=$(key "$here/crictl/go.mod" "$here/crictl/go.sum")
+crictl_bin=$cache/crictl-$crictl_key/crictl
 coredns_bin=$cache/coredns-$coredns_key/coredns
 pause_bin=$cache/pause-$pause_key/pause
 coredns_image_key=$(key "$here/coredns/Dockerfile" <(echo "$coredns_key"))
@@ -39,7 +43,8 @@ case ${1-} in
             pause-image) printf '%s\n%s\n' "$pause_tar" "$pause_ref" ;;
             coredns-image) printf '%s\n%s\n' "$coredns_tar" "$coredns_ref" ;;
             kube-bin) echo "$("$here/kube/build.sh" --print-dir)/bin" ;;
-            *) echo "build.sh: --print takes pause-image, coredns-image or kube-bin" >&2; exit 2 ;;
+            crictl) echo "$crictl_bin" ;;
+            *) echo "build.sh: --print takes pause-image, coredns-image, kube-bin or crictl" >&2; exit 2 ;;
         esac
         exit 0 ;;
     "") ;;
@@ -61,6 +66,10 @@ go_build() {  # go_build <module dir> <package> <output binary>
 }
 if [[ ! -x $pause_bin ]]; then
     go_build "$here/pause" . "$pause_bin"
+fi
+if [[ ! -x $crictl_bin ]]; then
+    echo "build.sh: building crictl (cold: about 1.5 minutes)"
+    go_build "$here/crictl" sigs.k8s.io/cri-tools/cmd/crictl "$crictl_bin"
 fi
 if [[ ! -x $coredns_bin ]]; then
     echo "build.sh: building CoreDNS $coredns_version (cold: about 3 minutes, 1.1 GB peak)"

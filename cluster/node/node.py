@@ -432,6 +432,8 @@ def write_configs(paths: Paths, sandbox_image: str) -> None:
     write_json(paths.root / "containerd" / "cni" / "10-cryptolake.conflist", cni_config(paths))
     write_json(conf("kubelet.yaml"), kubelet_config(paths))
     write_json(conf("kube-proxy.yaml"), kube_proxy_config(paths))
+    endpoint = f"unix://{paths.containerd_socket}"
+    write_json(conf("crictl.yaml"), {"runtime-endpoint": endpoint, "image-endpoint": endpoint, "timeout": 10})
     write_json(paths.kubeconfig, kubeconfig(paths, "admin"))
     for stem, name in (("controller-manager", "controller-manager"), ("scheduler", "scheduler"),
                        ("kube-proxy", "kube-proxy"), ("node", "kubelet")):
@@ -786,6 +788,7 @@ def status(paths: Paths) -> int:
     print(f"  {'coredns':24} {'Ready' if dns else 'not ready'}")
     print(f"  kubeconfig               {paths.kubeconfig}")
     print(f"  containerd socket        {paths.containerd_socket} (namespace k8s.io)")
+    print(f"  crictl                   {build_output('crictl')[0]} --config {paths.conf('crictl.yaml')} ps")
     return 0 if dns else 3
 
 
