@@ -83,7 +83,16 @@ def test_a_pod_has_no_default_route_and_no_outside_name_resolves(probe_report, n
         network = ipaddress.ip_network(f"{destination}/{mask}")
         assert network.prefixlen > 0, f"pod has a default route: {routes}"
         assert any(network.subnet_of(cidr) for cidr in allowed), f"pod routes {network} off the node: {routes}"
+    # This machine resolves no outside name either, so the pod's failure alone proves little: the pod asks the
+    # cluster DNS only, and the Corefile CoreDNS runs forwards nowhere.
     assert probe_report["report"]["resolved"]["example.com"].startswith("error:")
+    nameservers = [line.split()[1] for line in probe_report["report"]["resolv_conf"].splitlines()
+                   if line.startswith("nameserver")]
+    assert nameservers == [node.module.DNS_SERVICE_IP]
+    corefile = node.kubectl("-n", "kube-system", "get", "configmap", "coredns", "-o",
+                            "jsonpath={.data.Corefile}").stdout
+    directives = {line.split()[0] for line in corefile.splitlines() if line.strip()}
+    assert "kubernetes" in directives and not directives & {"forward", "proxy", "hosts", "file", "auto"}
 
 
 def external_interfaces() -> list[str]:

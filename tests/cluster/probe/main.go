@@ -1,7 +1,7 @@
 // Command probe runs inside a test pod on the node and prints what the pod sees, as JSON.
 //
 //	probe serve            answer "ok" on :8080
-//	probe report URL NAME… the pod's IPv4 routes, a GET of URL, and the resolution of each NAME
+//	probe report URL NAME… the pod's IPv4 routes and resolv.conf, a GET of URL, and the resolution of each NAME
 package main
 
 import (
@@ -25,7 +25,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: probe serve | probe report URL NAME...")
 		os.Exit(2)
 	}
-	report := map[string]any{"routes": routes(), "get": get(os.Args[2])}
+	resolvConf, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		resolvConf = []byte("error: " + err.Error())
+	}
+	report := map[string]any{"routes": routes(), "get": get(os.Args[2]), "resolv_conf": string(resolvConf)}
 	resolved := map[string]any{}
 	for _, name := range os.Args[3:] {
 		addrs, err := net.LookupHost(name)
