@@ -523,7 +523,8 @@ def listening(host: str, port: int) -> bool:
 
 
 def kubectl(paths: Paths, bins: Path, *argv: str, check: bool = True, input: str | None = None):
-    return run(str(bins / "kubectl"), f"--kubeconfig={paths.kubeconfig}", *argv, check=check, input=input)
+    return run(str(bins / "kubectl"), f"--kubeconfig={paths.kubeconfig}", "--request-timeout=30s", *argv,
+               check=check, input=input)
 
 
 # --- host changes: each one recorded, so that `down` undoes exactly what `up` did -----------------------------
