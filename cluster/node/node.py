@@ -371,7 +371,10 @@ def coredns_manifest(image: str) -> list[dict]:
 
 
 def run(*argv: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, input=input)
+    done = subprocess.run(argv, capture_output=True, text=True, input=input)
+    if check and done.returncode != 0:
+        sys.exit(f"cluster: {' '.join(argv)} failed (exit {done.returncode}): {done.stderr.strip()}")
+    return done
 
 
 def say(message: str) -> None:
@@ -552,7 +555,7 @@ def setup_host(paths: Paths, record: dict) -> None:
     if f"{NODE_IP}/32" not in run("ip", "-o", "addr", "show", "dev", "lo").stdout:
         run("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
         note("address", f"{NODE_IP}/32")
-    # The host reaches ClusterIPs (webhooks, kubectl port-forward-free access) through lo with the node IP.
+    # The host (the apiserver calling webhooks, a person with curl) reaches ClusterIPs through lo, from the node IP.
     if not run("ip", "route", "show", SERVICE_CIDR).stdout.strip():
         run("ip", "route", "add", SERVICE_CIDR, "dev", "lo", "src", NODE_IP)
         note("route", SERVICE_CIDR)
