@@ -40,11 +40,12 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
     if [[ $POSTGRES_DB != postgres ]]; then
         "${psql[@]}" --dbname postgres --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
     fi
+    shopt -s nullglob
     for file in /docker-entrypoint-initdb.d/*; do
         case "$file" in
             *.sql) echo "docker-entrypoint.sh: running $file"; "${psql[@]}" --dbname "$POSTGRES_DB" -f "$file" ;;
             *.sh) echo "docker-entrypoint.sh: running $file"; bash "$file" ;;
-            *) [[ -e $file ]] && echo "docker-entrypoint.sh: ignoring $file" ;;
+            *) echo "docker-entrypoint.sh: ignoring $file" ;;
         esac
     done
     pg_ctl -D "$PGDATA" -m fast -w stop
