@@ -190,8 +190,9 @@ def test_stand_ins_are_the_chart_images_versions_users_and_entrypoints():
     values = yaml.safe_load(CHART_VALUES.read_text())
     postgresql, seaweedfs = values["postgresql"], values["objectStore"]["seaweedfs"]
     assert arg_default(POSTGRES, "PG_MAJOR") == str(postgresql["image"]["tag"]).split(".")[0]
-    assert {a.split("=", 1)[1] for k, a in instructions(SEAWEEDFS) if k == "ARG" and a.startswith("SEAWEEDFS_VERSION=")} \
-        == {str(seaweedfs["image"]["tag"])}
+    versions = {a.split("=", 1)[1] for k, a in instructions(SEAWEEDFS)
+                if k == "ARG" and a.startswith("SEAWEEDFS_VERSION=")}
+    assert versions == {str(seaweedfs["image"]["tag"])}
     for dockerfile, uid, entrypoint in ((POSTGRES, postgresql["uid"], '["docker-entrypoint.sh"]'),
                                         (SEAWEEDFS, seaweedfs["uid"], '["weed"]')):
         final = stages(dockerfile)[-1]
