@@ -354,16 +354,16 @@ def main(argv: list[str] | None = None) -> None:
             target = archive(image)
             print(image.name, image.ref, target, "built" if target.exists() else "not built")
         return
-    with open(cache_dir() / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time: buildah's layers and the tars are shared
-        if args.action in ("build", "up"):
+    if args.action in ("build", "up"):
+        with open(cache_dir() / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time: buildah's layers and the tars are shared
             for image in selected:
                 build(image)
-        address = containerd_address()
-        if args.action == "import" or (args.action == "up" and node_up(address)):
-            import_images(selected, address)
-        elif args.action == "up":
-            log(f"the node is not up ({address}): images built, not imported")
+    address = containerd_address()
+    if args.action == "import" or (args.action == "up" and node_up(address)):
+        import_images(selected, address)
+    elif args.action == "up":
+        log(f"the node is not up ({address}): images built, not imported")
 
 
 if __name__ == "__main__":
