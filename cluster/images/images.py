@@ -26,6 +26,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -234,6 +235,8 @@ def ensure_base() -> None:
 
 def check(image: Image) -> None:
     """The image runs: its check command in a fresh container, as the image's own user."""
+    if not image.check:
+        return
     container = run("buildah", "from", "--pull=never", "--quiet", image.ref, capture=True)
     try:
         run("buildah", "run", container, "--", *image.check, quiet=True)
@@ -261,9 +264,10 @@ def build(image: Image) -> Path:
     if target.exists():
         log(f"{image.name}: cached ({target.name})")
         return target
-    ensure_base()
+    if any(k == "FROM" and qualified(a.split()[0]) == BASE for k, a in instructions(image.dockerfile)):
+        ensure_base()
     started = time.monotonic()
-    log(f"{image.name}: building {image.ref} from {image.dockerfile.relative_to(REPO)}")
+    log(f"{image.name}: building {image.ref} from {os.path.relpath(image.dockerfile, REPO)}")
     with tempfile.TemporaryDirectory(prefix="trust.", dir=cache_dir()) as work:
         run("buildah", "bud", "--pull=never", "--layers", "--format", "docker", *trust_mounts(Path(work)),
             "--file", str(image.dockerfile), "--tag", image.ref,
@@ -271,6 +275,9 @@ def build(image: Image) -> Path:
     built = time.monotonic() - started
     check(image)
     save(image.ref, target)
+    for stale in cache_dir().glob(f"{image.name}-*.tar"):  # earlier builds of this image: gigabytes each
+        if stale != target and re.fullmatch(rf"{re.escape(image.name)}-[0-9a-f]{{16}}\.tar", stale.name):
+            stale.unlink()
     log(f"{image.name}: built in {built:.0f} s, checked and saved in {time.monotonic() - started:.0f} s, "
         f"{target.stat().st_size / 1e6:.0f} MB ({target.name})")
     return target

@@ -133,3 +133,19 @@ def test_a_built_archive_is_reused_without_buildah(tmp_path, monkeypatch):
     (image.context / "payload").write_text("changed")
     with pytest.raises(FileNotFoundError):
         images.build(image)  # changed: it must build, and buildah cannot be found
+
+
+def test_a_build_replaces_the_archive_of_the_previous_sources(tmp_path, monkeypatch):
+    """Archives are gigabytes: a build of changed sources removes its image's earlier archive, no other file."""
+    monkeypatch.setenv("CRYPTOLAKE_IMAGE_CACHE", str(tmp_path / "cache"))
+    image = tiny(tmp_path / "ctx", "one")
+    try:
+        first = images.build(image)
+        assert images.archive_config(first)
+        foreign = tmp_path / "cache" / "tiny-operator.tar"  # another tool's file in the shared folder
+        foreign.write_bytes(b"not ours")
+        (image.context / "payload").write_text("two")
+        second = images.build(image)
+        assert second != first and second.exists() and not first.exists() and foreign.exists()
+    finally:
+        subprocess.run(["buildah", "rmi", "--force", image.ref], capture_output=True)
