@@ -3,7 +3,7 @@
 The images are the project's own Dockerfiles, built exactly as `docker build` would build them (services/Dockerfile
 twice: extract and its sandbox variant; spark_apps/Dockerfile), and local stand-ins for the chart's third-party
 images (cluster/images/postgres, cluster/images/seaweedfs). Tags come from where they live: the pipeline spec's
-`kubernetes.images` (and the kind harness's sandbox rule) and the chart's values, so nothing needs retagging.
+`kubernetes.images` (and the e2e harness's sandbox rule) and the chart's values, so nothing needs retagging.
 
 Every Dockerfile starts FROM debian:trixie-slim, which no registry serves here: debian/rootfs.sh makes it from
 Debian's archive and it is committed to buildah's storage under that name, keyed by the sha256 of the recipe.
@@ -70,7 +70,7 @@ def images() -> list[Image]:
     import yaml
 
     sys.path.insert(0, str(REPO))
-    from tests.e2e.kind_e2e import images as project_images
+    from tests.e2e.harness import images as project_images
 
     tags = project_images()
     values = yaml.safe_load((REPO / "charts" / "cryptolake" / "values.yaml").read_text())
