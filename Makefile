@@ -78,6 +78,14 @@ local-status: ## Show the local stack
 generate: ## Render dags/ and manifests/spark/ from cryptolake/pipeline.yaml (a test fails when they drift)
 	$(BIN)/python -m cryptolake.orchestration.render
 
+# ---- Images for the node without Docker (cluster/images/images.py, docs/kubernetes-images.md) ----------------------
+.PHONY: cluster-images cluster-images-import
+cluster-images: venv ## Build the images with buildah (cached in ~/.cache/cryptolake/images) and import them into the node when it is up
+	$(BIN)/python cluster/images/images.py up
+
+cluster-images-import: venv ## Import the built images into the node's containerd (fails when the node is down)
+	$(BIN)/python cluster/images/images.py import
+
 # ---- Kubernetes on kind: cluster, images, charts, end to end (docs/kubernetes-images.md) --------------------------
 # Each target first checks for a Docker engine and, where there is none, says so in one line and exits 0.
 KIND_CLUSTER ?= cryptolake

@@ -36,7 +36,7 @@ MANIFEST_DIR = "manifests/spark"
 # Dockerfile copies them here.
 APPS_DIR = "/opt/cryptolake/apps"
 TMP_VOLUME = "tmp"
-SPARK_UID = 185  # the official apache/spark images run as uid/gid 185 (USER is a name there, not a number)
+SPARK_UID = 185  # the Spark image's uid/gid (spark_apps/Dockerfile: USER 185:185, as the official Spark images)
 GENERATED = "Generated from cryptolake/pipeline.yaml by `make generate` (python -m cryptolake.orchestration.render)."
 DO_NOT_EDIT = "Do not edit: change the spec and regenerate; tests/orchestration fails when this file drifts."
 

@@ -1,10 +1,11 @@
-"""The images' Dockerfiles: lint-clean, built on the official Spark image of exactly the locally pinned Spark (and
-a Delta built for it) and the official Airflow image of exactly the installed Airflow, non-root by number, no
+"""The images' Dockerfiles: lint-clean, every project image and stand-in on debian:trixie-slim (the base
+cluster/images reproduces), the Spark image carrying exactly the locally pinned Spark (and a Delta built for it),
+the stand-ins of the chart's tags, the official Airflow image of exactly the installed Airflow, non-root by number, no
 credentials, every COPY source in the build context, the SparkApplications' entry files where the manifests point
 and running the `cryptolake` commands, the DAG file and its manifests in the DAG folder the Airflow values use.
 
-No container engine here: the Dockerfiles are checked as text and against the project's own pins; `make images`
-builds them where Docker runs (docs/kubernetes-images.md)."""
+Checked here as text and against the project's own pins; `make cluster-images` builds and runs them with buildah
+(tests/images/test_cluster_images.py covers its cache and import), `make images` with Docker."""
 
 from __future__ import annotations
 
@@ -35,10 +36,17 @@ REPO = Path(__file__).resolve().parents[2]
 EXTRACT = REPO / "services" / "Dockerfile"
 SPARK = REPO / "spark_apps" / "Dockerfile"
 AIRFLOW = REPO / "dags" / "Dockerfile"
+POSTGRES = REPO / "cluster" / "images" / "postgres" / "Dockerfile"
+SEAWEEDFS = REPO / "cluster" / "images" / "seaweedfs" / "Dockerfile"
+CHART_VALUES = REPO / "charts" / "cryptolake" / "values.yaml"
+# The one base of the images built here (cluster/images/debian/rootfs.sh reproduces it) and its Python: Debian 13
+# ships CPython 3.13 as python3.
+BASE = "debian:trixie-slim"
+BASE_PYTHON = (3, 13)
 AIRFLOW_VALUES = REPO / "charts" / "values" / "airflow.yaml"
 POM = REPO / "spark_apps" / "pom.xml"
 NS = {"m": "http://maven.apache.org/POM/4.0.0"}
-# Inline `# hadolint ignore=` allowed, each with its reason in the Dockerfile: unpinned Ubuntu packages (a pinned
+# Inline `# hadolint ignore=` allowed, each with its reason in the Dockerfile: unpinned Debian packages (a pinned
 # version leaves the archive at the next security update) and a local wheel file (versioned by its name).
 ALLOWED_IGNORES = {"DL3008", "DL3013"}
 
@@ -90,7 +98,8 @@ def hadolint() -> str:
     return found
 
 
-@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK, AIRFLOW], ids=["extract", "spark", "airflow"])
+@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK, AIRFLOW, POSTGRES, SEAWEEDFS],
+                         ids=["extract", "spark", "airflow", "postgres", "seaweedfs"])
 def test_hadolint_passes_with_nothing_but_justified_inline_ignores(dockerfile):
     # No --failure-threshold: hadolint's default fails on every level down to info, so warnings fail too.
     run = subprocess.run([hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
@@ -113,13 +122,21 @@ def test_hadolint_fails_on_a_warning():
 
 # -- versions ----------------------------------------------------------------------------------------------------
 
-def test_spark_image_is_the_official_image_of_the_pinned_spark():
+def test_every_image_built_here_is_on_the_one_reproduced_base():
+    for dockerfile in (EXTRACT, SPARK, POSTGRES, SEAWEEDFS):
+        assert {from_image(stage) for stage in stages(dockerfile)} == {BASE}, dockerfile
+
+
+def test_spark_image_carries_the_spark_distribution_of_the_pinned_pyspark():
     final = stages(SPARK)[-1]
-    match = re.fullmatch(r"apache/spark:(?P<spark>\d+\.\d+\.\d+)-scala(?P<scala>[\d.]+)-java(?P<java>\d+)-ubuntu",
-                         from_image(final))
-    assert match, f"{from_image(final)} is not an official apache/spark release tag"
-    assert match["spark"] == pyspark.__version__ == pom_property("spark.version")
-    assert match["scala"] == pom_property("scala.binary.version")
+    assert arg_default(SPARK, "SPARK_VERSION") == pyspark.__version__ == pom_property("spark.version")
+    [install] = [a for k, a in final if k == "RUN" and '"pyspark==${SPARK_VERSION}"' in a]
+    # SPARK_HOME is that pyspark package (linked as /opt/spark), whose jars are Spark's Scala build of the pom
+    assert "ln -s" in install and "/opt/spark" in install
+    assert "SPARK_HOME=/opt/spark" in " ".join(a for k, a in final if k == "ENV")
+    scala = pom_property("scala.binary.version")
+    assert (Path(pyspark.__file__).parent / "jars" / f"spark-core_{scala}-{pyspark.__version__}.jar").is_file()
+    assert ("ENTRYPOINT", '["/opt/entrypoint.sh"]') in final
 
 
 def test_delta_and_hadoop_pins_match_the_spark_of_the_image():
@@ -138,7 +155,7 @@ def test_delta_and_hadoop_pins_match_the_spark_of_the_image():
 
 def test_manifests_name_the_image_and_spark_version_of_the_dockerfile():
     spec = default().kubernetes
-    spark_version = re.search(r"apache/spark:(\d+\.\d+\.\d+)-", from_image(stages(SPARK)[-1]))[1]
+    spark_version = arg_default(SPARK, "SPARK_VERSION")
     paths = sorted((REPO / "manifests" / "spark").glob("*.yaml"))
     assert paths
     for path in paths:
@@ -151,21 +168,37 @@ def test_python_of_both_images_meets_requires_python():
     floor = tuple(map(int, re.search(r">=(\d+)\.(\d+)",
                                      tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
                                      ["requires-python"]).groups()))
-    for stage in stages(EXTRACT):
-        tag = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim-\w+", from_image(stage))
-        assert tag, f"{from_image(stage)}: pin the Python base by its full version"
-        assert tuple(map(int, tag.groups()[:2])) >= floor
-    run = " ".join(a for k, a in stages(SPARK)[-1] if k == "RUN")
-    [(major, minor)] = set(re.findall(r"\bpython(\d+)\.(\d+) -m venv", run))
-    assert (int(major), int(minor)) >= floor
-    assert f"python{major}.{minor}-venv" in run and f"lib/python{major}.{minor}/site-packages" in run
+    assert BASE_PYTHON >= floor
+    for dockerfile in (EXTRACT, SPARK):
+        final = stages(dockerfile)[-1]
+        assert from_image(final) == BASE
+        run = " ".join(a for k, a in final if k == "RUN")
+        assert "python3 python3-venv" in run and "python3 -m venv /opt/cryptolake/venv" in run
 
 
 def test_pg_dump_is_at_least_the_chart_postgresql_major():
-    values = yaml.safe_load((REPO / "charts" / "cryptolake" / "values.yaml").read_text())
+    values = yaml.safe_load(CHART_VALUES.read_text())
     server_major = int(str(values["postgresql"]["image"]["tag"]).split(".")[0])
     assert int(arg_default(SPARK, "PG_MAJOR")) >= server_major
     assert 'postgresql-client-${PG_MAJOR}' in " ".join(a for k, a in instructions(SPARK) if k == "RUN")
+
+
+def test_stand_ins_are_the_chart_images_versions_users_and_entrypoints():
+    """The local stand-ins (cluster/images) replace the chart's third-party images under their tags: the same
+    PostgreSQL major and SeaweedFS release, the uids the chart's pod security contexts give, the entrypoints the
+    chart's containers rely on (the postgres image's own for the server; `weed`, which the chart calls by name)."""
+    values = yaml.safe_load(CHART_VALUES.read_text())
+    postgresql, seaweedfs = values["postgresql"], values["objectStore"]["seaweedfs"]
+    assert arg_default(POSTGRES, "PG_MAJOR") == str(postgresql["image"]["tag"]).split(".")[0]
+    versions = {a.split("=", 1)[1] for k, a in instructions(SEAWEEDFS)
+                if k == "ARG" and a.startswith("SEAWEEDFS_VERSION=")}
+    assert versions == {str(seaweedfs["image"]["tag"])}
+    for dockerfile, uid, entrypoint in ((POSTGRES, postgresql["uid"], '["docker-entrypoint.sh"]'),
+                                        (SEAWEEDFS, seaweedfs["uid"], '["weed"]')):
+        final = stages(dockerfile)[-1]
+        assert [a for k, a in final if k == "USER"][-1] == f"{uid}:{uid}"
+        assert ("ENTRYPOINT", entrypoint) in final
+    assert ("COPY", "--from=weed /weed /usr/bin/weed") in stages(SEAWEEDFS)[-1]
 
 
 # -- what goes in ------------------------------------------------------------------------------------------------
@@ -175,8 +208,10 @@ def test_extract_image_installs_only_the_extract_extra_from_the_built_wheel():
     assert from_image(build) == from_image(final) and "AS wheel" in build[0][1]
     assert any(k == "RUN" and "python -m build --wheel" in a for k, a in build)
     assert arg_default(EXTRACT, "EXTRAS") == "extract"
+    assert ("COPY", "--from=wheel /dist/ /tmp/wheel/") in final
     [install] = [a for k, a in final if k == "RUN" and "pip install" in a]
-    assert "from=wheel" in install and '"$1[${EXTRAS}]"' in install and "--no-cache-dir" in install
+    assert "/tmp/wheel/cryptolakehouse-*.whl" in install and '"$1[${EXTRAS}]"' in install
+    assert "--no-cache-dir" in install
     assert ("ENTRYPOINT", '["cryptolake"]') in final
 
 
@@ -187,8 +222,9 @@ def test_spark_image_installs_the_spark_and_warehouse_extras_and_bakes_the_pom_j
     assert any("dependency:copy-dependencies" in a and "-DincludeScope=runtime" in a for _, a in names["jars"])
     assert ("COPY", "spark_apps/pom.xml pom.xml") in names["jars"]
     assert ("COPY", "--from=jars /jars/ /opt/spark/jars/") in final
-    [install] = [a for k, a in final if k == "RUN" and "pip install" in a]
-    assert "from=wheel" in install and '"$1[spark,warehouse]"' in install
+    assert ("COPY", "--from=wheel /dist/ /tmp/wheel/") in final
+    [install] = [a for k, a in final if k == "RUN" and "pip install" in a and "/tmp/wheel" in a]
+    assert '"$1[spark,warehouse]"' in install
     env = " ".join(a for k, a in final if k == "ENV")
     assert "PYSPARK_PYTHON=/opt/cryptolake/venv/bin/python" in env and "PATH=/opt/cryptolake/venv/bin:" in env
 
@@ -204,7 +240,8 @@ def test_final_stage_runs_as_a_numeric_non_root_user_with_home_on_tmp(dockerfile
     assert "HOME=/tmp" in env and "TMPDIR=/tmp" in env
 
 
-@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK, AIRFLOW], ids=["extract", "spark", "airflow"])
+@pytest.mark.parametrize("dockerfile", [EXTRACT, SPARK, AIRFLOW, POSTGRES, SEAWEEDFS],
+                         ids=["extract", "spark", "airflow", "postgres", "seaweedfs"])
 def test_no_credentials_in_env_or_arg(dockerfile):
     for keyword, args in instructions(dockerfile):
         if keyword in ("ENV", "ARG"):
