@@ -86,6 +86,34 @@ cluster-images: venv ## Build the images with buildah (cached in ~/.cache/crypto
 cluster-images-import: venv ## Import the built images into the node's containerd (fails when the node is down)
 	$(BIN)/python cluster/images/images.py import
 
+# ---- Add-ons of the single-node cluster (cluster/node), built from the Go module proxy (docs/kubernetes.md) --------
+# Each build is cached per version and recipe in ~/.cache/cryptolake/<thing>/<version> (cluster/lib/go-build.sh).
+CLUSTER_DIR ?= $(or $(CRYPTOLAKE_CLUSTER_DIR),$(CURDIR)/.local/cluster)
+HELM := $(shell cluster/helm/build.sh --print-dir)/bin/helm
+JOBS_NS_AND_SPARK_IMAGE = test -x $(BIN)/python || $(MAKE) --no-print-directory venv; \
+	read -r jobs_ns spark_image < <($(BIN)/python -c 'from cryptolake.pipeline import default; \
+	k = default().kubernetes; print(k.namespace, k.images["spark"])')
+
+.PHONY: helm spark-operator-bin spark-operator-image spark-operator network-policies-bin
+helm: ## Build the helm CLI (Helm v4) from the Go module proxy (once; ~2.5 min cold; ~/.cache/cryptolake/helm)
+	cluster/helm/build.sh
+
+spark-operator-bin: ## Build the Spark Operator binary (kubeflow/spark-operator, SPARK_OPERATOR_CHART_VERSION) from the Go module proxy
+	cluster/spark-operator/build.sh
+
+spark-operator-image: spark-operator-bin ## Build cryptolake-spark-operator (the Spark image + the operator) with buildah; import it when the node is up
+	@set -e; $(JOBS_NS_AND_SPARK_IMAGE); \
+	socket=$(CLUSTER_DIR)/containerd/containerd.sock; \
+	cluster/spark-operator/image.sh "$$spark_image" $$(test -S "$$socket" && echo "$$socket")
+
+spark-operator: helm spark-operator-bin ## Install the Spark Operator (CRDs, RBAC, webhook) into the node, --wait (idempotent)
+	@set -e; $(JOBS_NS_AND_SPARK_IMAGE); \
+	cluster/spark-operator/install.sh $(CLUSTER_DIR)/kubeconfig $(CLUSTER_DIR)/containerd/containerd.sock \
+	    "$$jobs_ns" "$$spark_image" $(SPARK_OPERATOR_CHART_VERSION)
+
+network-policies-bin: ## Build kube-network-policies (the NetworkPolicy agent kind runs) from the Go module proxy
+	cluster/network-policies/build.sh
+
 # ---- Kubernetes on kind: cluster, images, charts, end to end (docs/kubernetes-images.md) --------------------------
 # Each target first checks for a Docker engine and, where there is none, says so in one line and exits 0.
 KIND_CLUSTER ?= cryptolake
