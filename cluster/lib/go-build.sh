@@ -33,7 +33,7 @@ go_build() {
     export GOWORK=off GOFLAGS="-trimpath -buildvcs=false -mod=readonly" CGO_ENABLED=0
     local info commit date
     # The tag's commit and time as the module proxy records them (reproducible version stamps).
-    info=$(cd "$here" && go list -m -f '{{with .Origin}}{{.Hash}}{{end}} {{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$module")
+    info=$(cd "$here" && go list -m -f '{{with .Origin}}{{.Hash}}{{end}} {{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$module@$version")
     commit=${info%% *} date=${info##* }
     local ldflags=${ldflags_template//\{version\}/$version}
     ldflags=${ldflags//\{commit\}/$commit}
