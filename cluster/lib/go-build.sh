@@ -5,7 +5,9 @@
 #
 # Output: ${XDG_CACHE_HOME:-~/.cache}/cryptolake/<thing>/<version>/bin/<binary>. A RECIPE file there holds a hash of the go.mod, go.sum, ldflags and Go version: a changed recipe rebuilds,
 # an unchanged one does nothing. <ldflags> may use {version}, {commit} (the tag's commit the proxy records) and
-# {date} (the tag's time). With --print-dir as the caller's first argument it prints the output directory only.
+# {date} (the tag's time). GO_BUILD_PATCH=<file>: the module's source is patched with it (patch -p1) before the
+# build, through a replace in a copy of the go.mod; the patch is part of the recipe. GO_BUILD_PRINT_DIR=1: print the
+# output directory only.
 set -euo pipefail
 
 go_build() {
@@ -39,7 +41,9 @@ go_build() {
     ldflags=${ldflags//\{commit\}/$commit}
     ldflags=${ldflags//\{date\}/$date}
     local recipe
-    recipe=$({ cat "$here/go.mod" "$here/go.sum"; echo "$ldflags $*"; go version; } | sha256sum | cut -c1-16)
+    local patch=${GO_BUILD_PATCH-}
+    recipe=$({ cat "$here/go.mod" "$here/go.sum" ${patch:+"$patch"}; echo "$ldflags $*"; go version; } |
+        sha256sum | cut -c1-16)
 
     present() {
         [[ $(cat "$out/RECIPE" 2>/dev/null) == "$recipe" ]] || return 1
@@ -64,8 +68,20 @@ go_build() {
     trap "rm -rf '$staging'" EXIT
     echo "$thing: building ${bins[*]} $version into $out/bin"
     local started=$SECONDS
+    local -a modfile=()
+    if [[ -n $patch ]]; then
+        local src
+        src=$(cd "$here" && go mod download "$module" && go list -m -f '{{.Dir}}' "$module")
+        cp -r "$src" "$staging/src"
+        chmod -R u+w "$staging/src"
+        patch -s -p1 -d "$staging/src" <"$patch"
+        cp "$here/go.mod" "$here/go.sum" "$staging/"
+        go mod edit -replace "$module=$staging/src" "$staging/go.mod"
+        modfile=(-modfile "$staging/go.mod")
+        echo "$thing: $module patched with $patch"
+    fi
     for spec in "$@"; do
-        (cd "$here" && go build -ldflags="$ldflags" -o "$staging/${spec%%=*}" "${spec#*=}")
+        (cd "$here" && go build "${modfile[@]}" -ldflags="$ldflags" -o "$staging/${spec%%=*}" "${spec#*=}")
     done
     mkdir -p "$out/bin"
     local b

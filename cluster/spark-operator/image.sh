@@ -1,21 +1,19 @@
 #!/usr/bin/env bash
-# Builds cryptolake-spark-operator: cluster/spark-operator/Dockerfile with buildah (no daemon, no registry: the Spark
-# image must already be in buildah's storage, as cluster/images builds it), saved as a docker-archive in
-# ${XDG_CACHE_HOME:-~/.cache}/cryptolake/images/, and imported into the node's containerd when its socket is given.
-# Rebuilt only when the Spark image, the operator binary's recipe or the Dockerfile change.
+# Builds cryptolake-spark-operator: cluster/spark-operator/Dockerfile on the project's Spark image (which must already
+# be in buildah's storage, as cluster/images builds it) with the binary build.sh makes; imported into the node's
+# containerd when its socket is given (cluster/lib/buildah-image.sh). Rebuilt only when the Spark image, the
+# binary's recipe or the Dockerfile change.
 #
 #   image.sh <spark image, e.g. cryptolake-spark:0.1.0> [<containerd socket>]
-# Prints the image reference as its last line.
+# Prints the image reference, as the node's containerd names it, as its last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../lib/buildah-image.sh"
 if [[ $# -lt 1 || $# -gt 2 ]]; then
     echo "usage: $0 <spark image> [<containerd socket>]" >&2
     exit 2
 fi
 spark_image=$1 socket=${2-}
-for tool in buildah ctr; do
-    command -v $tool >/dev/null || { echo "$0: $tool is not installed (Debian: buildah, containerd)" >&2; exit 1; }
-done
 
 "$here/build.sh" >&2
 bins=$("$here/build.sh" --print-dir)
@@ -27,21 +25,5 @@ spark_id=$(buildah inspect --type image --format '{{.FromImageID}}' "$spark_imag
     exit 1
 }
 key=$({ echo "$spark_id"; cat "$bins/RECIPE" "$here/Dockerfile"; } | sha256sum | cut -c1-16)
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/cryptolake/images
-archive=$cache/cryptolake-spark-operator.tar
-mkdir -p "$cache"
-exec 9>"$archive.lock"
-flock 9
-if [[ $(cat "$archive.key" 2>/dev/null) != "$key" ]]; then
-    started=$SECONDS
-    buildah bud --pull=never --layers -q -f "$here/Dockerfile" --build-arg "SPARK_IMAGE=$spark_image" \
-        -t "$image" "$bins/bin" >&2
-    rm -f "$archive"
-    buildah push -q "$image" "docker-archive:$archive:$image" >&2
-    echo "$key" >"$archive.key"
-    echo "image.sh: built $image in $((SECONDS - started))s ($(du -h "$archive" | cut -f1))" >&2
-fi
-if [[ -n $socket ]]; then
-    ctr -n k8s.io --address "$socket" images import "$archive" >&2
-fi
+buildah_image "$here/Dockerfile" "$bins/bin" "$image" "$key" "$socket" "SPARK_IMAGE=$spark_image"
 echo "docker.io/library/$image"
