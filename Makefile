@@ -94,7 +94,7 @@ JOBS_NS_AND_SPARK_IMAGE = test -x $(BIN)/python || $(MAKE) --no-print-directory 
 	read -r jobs_ns spark_image < <($(BIN)/python -c 'from cryptolake.pipeline import default; \
 	k = default().kubernetes; print(k.namespace, k.images["spark"])')
 
-.PHONY: helm spark-operator-bin spark-operator-image spark-operator network-policies-bin network-policies
+.PHONY: test-cluster helm spark-operator-bin spark-operator-image spark-operator network-policies-bin network-policies
 helm: ## Build the helm CLI (Helm v4) from the Go module proxy (once; ~2.5 min cold; ~/.cache/cryptolake/helm)
 	cluster/helm/build.sh
 
@@ -113,6 +113,9 @@ spark-operator: helm spark-operator-bin ## Install the Spark Operator (CRDs, RBA
 
 network-policies-bin: ## Build kube-network-policies (the NetworkPolicy agent kind runs) from the Go module proxy
 	cluster/network-policies/build.sh
+
+test-cluster: setup ## Tests on the node (marker cluster): installs the Spark Operator and NetworkPolicy enforcement, runs a SparkApplication
+	$(BIN)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 network-policies: network-policies-bin ## Enforce NetworkPolicies on the node: kube-network-policies as a DaemonSet (idempotent)
 	cluster/network-policies/install.sh $(CLUSTER_DIR)/kubeconfig $(CLUSTER_DIR)/containerd/containerd.sock

@@ -95,3 +95,12 @@ def test_kind_nodes_run_one_node_image_pinned_by_digest_and_the_docs_name_it():
     (image,) = images
     assert re.fullmatch(rf"kindest/node:v{VERSION}@sha256:[0-9a-f]{{64}}", image or ""), image
     assert f"`{image.split('@')[0]}`" in docs_text()
+
+
+def test_the_spark_operator_built_for_the_node_is_the_chart_version_the_makefile_pins():
+    """cluster/spark-operator/go.mod pins the Go module whose binary and chart the node installs: the same release as
+    the chart `make deploy` installs on kind."""
+    go_mod = (REPO / "cluster" / "spark-operator" / "go.mod").read_text()
+    required = re.findall(r"^\s*(?:require\s+)?github\.com/kubeflow/spark-operator/v2 v(\S+)(?:\s|$)", go_mod,
+                          re.MULTILINE)
+    assert required == [makefile_variable("SPARK_OPERATOR_CHART_VERSION")]
