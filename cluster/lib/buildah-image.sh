@@ -15,6 +15,8 @@ buildah_image() {
         command -v $tool >/dev/null || { echo "$tool is not installed (Debian: buildah, containerd)" >&2; return 1; }
     done
     local cache=${XDG_CACHE_HOME:-$HOME/.cache}/cryptolake/images
+    # Fully qualified as containerd names an imported short name (buildah would say localhost/).
+    [[ $image == */* ]] || image=docker.io/library/$image
     local name=${image%:*}
     local archive=$cache/${name##*/}.tar
     mkdir -p "$cache"
