@@ -40,4 +40,6 @@ started=$SECONDS
     --set image.registry="${image%%/*}" --set image.repository="$(echo "$image" | cut -d/ -f2- | cut -d: -f1)" \
     --set image.tag="${image##*:}" --set image.pullPolicy=Never \
     --wait --timeout 5m
+# The controller's own spark-submit needs one more grant in the jobs namespace (spark-submit-rbac.yaml).
+kubectl apply -n "$jobs_ns" -f "$here/spark-submit-rbac.yaml"
 echo "install.sh: spark-operator $chart_version ($image) installed and ready in $((SECONDS - started))s"
