@@ -33,7 +33,14 @@ buildah_image() {
             echo "built $image in $((SECONDS - started))s ($(du -h "$archive" | cut -f1))" >&2
         fi
         if [[ -n $socket ]]; then
-            ctr -n k8s.io --address "$socket" images import "$archive" >&2
+            # Imported already when the node has this name at the digest the last import of this archive gave it.
+            local digest
+            digest=$(ctr -n k8s.io --address "$socket" images ls "name==$image" | awk 'NR == 2 {print $3}')
+            if [[ -z $digest || "$key $digest" != "$(cat "$archive.imported" 2>/dev/null)" ]]; then
+                ctr -n k8s.io --address "$socket" images import "$archive" >&2
+                digest=$(ctr -n k8s.io --address "$socket" images ls "name==$image" | awk 'NR == 2 {print $3}')
+                echo "$key $digest" >"$archive.imported"
+            fi
         fi
     ) 9>"$archive.lock"
 }
