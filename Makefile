@@ -88,15 +88,20 @@ cluster-images-import: venv ## Import the built images into the node's container
 
 # ---- Add-ons of the single-node cluster (cluster/node), built from the Go module proxy (docs/kubernetes.md) --------
 # Each build is cached per version and recipe in ~/.cache/cryptolake/<thing>/<version> (cluster/lib/go-build.sh).
+# The node's state directory as cluster/node/node.py finds it; helm of `make helm`, kubectl of the repo's Kubernetes
+# pin (kube-bins), exported to the scripts.
 CLUSTER_DIR ?= $(or $(CRYPTOLAKE_CLUSTER_DIR),$(CURDIR)/.local/cluster)
-HELM := $(shell cluster/helm/build.sh --print-dir)/bin/helm
+export HELM ?= $(shell cluster/helm/build.sh --print-dir)/bin/helm
+export KUBECTL ?= $(shell cluster/node/kube/build.sh --print-dir)/bin/kubectl
 JOBS_NS_AND_SPARK_IMAGE = test -x $(BIN)/python || $(MAKE) --no-print-directory venv; \
 	read -r jobs_ns spark_image < <($(BIN)/python -c 'from cryptolake.pipeline import default; \
 	k = default().kubernetes; print(k.namespace, k.images["spark"])')
 
-.PHONY: test-cluster helm spark-operator-bin spark-operator-image spark-operator network-policies-bin network-policies
-helm: ## Build the helm CLI (Helm v4) from the Go module proxy (once; ~2.5 min cold; ~/.cache/cryptolake/helm)
+.PHONY: cluster-addons helm spark-operator-bin spark-operator-image spark-operator network-policies-bin network-policies
+helm: ## Build the helm CLI (Helm v4) from the Go module proxy (once; ~5 min cold; ~/.cache/cryptolake/helm)
 	cluster/helm/build.sh
+
+cluster-addons: network-policies spark-operator ## NetworkPolicy enforcement and the Spark Operator on the node (after cluster-up; idempotent)
 
 spark-operator-bin: ## Build the Spark Operator binary (kubeflow/spark-operator, SPARK_OPERATOR_CHART_VERSION) from the Go module proxy
 	cluster/spark-operator/build.sh
@@ -106,7 +111,7 @@ spark-operator-image: spark-operator-bin ## Build cryptolake-spark-operator (the
 	socket=$(CLUSTER_DIR)/containerd/containerd.sock; \
 	cluster/spark-operator/image.sh "$$spark_image" $$(test -S "$$socket" && echo "$$socket")
 
-spark-operator: helm spark-operator-bin ## Install the Spark Operator (CRDs, RBAC, webhook) into the node, --wait (idempotent)
+spark-operator: kube-bins helm spark-operator-bin ## Install the Spark Operator (CRDs, RBAC, webhook) into the node, --wait (idempotent)
 	@set -e; $(JOBS_NS_AND_SPARK_IMAGE); \
 	cluster/spark-operator/install.sh $(CLUSTER_DIR)/kubeconfig $(CLUSTER_DIR)/containerd/containerd.sock \
 	    "$$jobs_ns" "$$spark_image" $(SPARK_OPERATOR_CHART_VERSION)
@@ -114,10 +119,7 @@ spark-operator: helm spark-operator-bin ## Install the Spark Operator (CRDs, RBA
 network-policies-bin: ## Build kube-network-policies (the NetworkPolicy agent kind runs) from the Go module proxy
 	cluster/network-policies/build.sh
 
-test-cluster: setup ## Tests on the node (marker cluster): installs the Spark Operator and NetworkPolicy enforcement, runs a SparkApplication
-	$(BIN)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
-
-network-policies: network-policies-bin ## Enforce NetworkPolicies on the node: kube-network-policies as a DaemonSet (idempotent)
+network-policies: kube-bins network-policies-bin ## Enforce NetworkPolicies on the node: kube-network-policies as a DaemonSet (idempotent)
 	cluster/network-policies/install.sh $(CLUSTER_DIR)/kubeconfig $(CLUSTER_DIR)/containerd/containerd.sock
 
 # ---- Kubernetes on kind: cluster, images, charts, end to end (docs/kubernetes-images.md) --------------------------

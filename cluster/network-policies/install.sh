@@ -3,8 +3,9 @@
 # the image of this directory's Dockerfile (imported into the node's containerd), as the DaemonSet of
 # daemonset.yaml; waits until it is ready.
 #
-#   install.sh <kubeconfig> <containerd socket>
+#   install.sh <kubeconfig> <containerd socket>      (KUBECTL: the kubectl to use)
 set -euo pipefail
+: "${KUBECTL:=kubectl}"
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../lib/buildah-image.sh"
 if [[ $# -ne 2 ]]; then
@@ -23,6 +24,6 @@ buildah_image "$here/Dockerfile" "$bins/bin" "$image" \
     "$({ cat "$bins/RECIPE" "$here/Dockerfile"; } | sha256sum | cut -c1-16)" "$socket"
 started=$SECONDS
 sed "s|image: IMAGE|image: docker.io/library/$image|" "$here/daemonset.yaml" |
-    kubectl --kubeconfig "$kubeconfig" apply -f -
-kubectl --kubeconfig "$kubeconfig" -n kube-system rollout status daemonset/kube-network-policies --timeout 120s
+    "$KUBECTL" --kubeconfig "$kubeconfig" apply -f -
+"$KUBECTL" --kubeconfig "$kubeconfig" -n kube-system rollout status daemonset/kube-network-policies --timeout 120s
 echo "install.sh: kube-network-policies $version ready in $((SECONDS - started))s"

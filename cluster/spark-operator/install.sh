@@ -7,8 +7,10 @@
 # `make deploy` makes them (charts/namespaces.sh).
 #
 #   install.sh <kubeconfig> <containerd socket> <jobs namespace> <spark image> <chart version>
-# <chart version> is the Makefile's SPARK_OPERATOR_CHART_VERSION: it must be the version go.mod pins.
+# <chart version> is the Makefile's SPARK_OPERATOR_CHART_VERSION: it must be the version go.mod pins. HELM and KUBECTL
+# name the binaries to use (default: the helm cluster/helm/build.sh builds, kubectl on PATH).
 set -euo pipefail
+: "${KUBECTL:=kubectl}"
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 if [[ $# -ne 5 ]]; then
@@ -25,21 +27,23 @@ if [[ ${pinned#v} != "$chart_version" ]]; then
 fi
 [[ -S $socket ]] || { echo "$0: no containerd socket at $socket: is the node up (make cluster-up)?" >&2; exit 1; }
 export KUBECONFIG=$kubeconfig
-kubectl get nodes >/dev/null || { echo "$0: the cluster of $kubeconfig does not answer" >&2; exit 1; }
+"$KUBECTL" get nodes >/dev/null || { echo "$0: the cluster of $kubeconfig does not answer" >&2; exit 1; }
 
-"$repo/cluster/helm/build.sh" >&2
-helm=$("$repo/cluster/helm/build.sh" --print-dir)/bin/helm
+if [[ -z ${HELM-} ]]; then
+    "$repo/cluster/helm/build.sh" >&2
+    HELM=$("$repo/cluster/helm/build.sh" --print-dir)/bin/helm
+fi
 image=$("$here/image.sh" "$spark_image" "$socket" | tail -n 1)
 chart=$(cd "$here" && GOWORK=off go mod download "$module" && GOWORK=off go list -m -f '{{.Dir}}' "$module")/charts/spark-operator-chart
 grep -qx "version: $chart_version" "$chart/Chart.yaml" || { echo "$0: $chart is not chart version $chart_version" >&2; exit 1; }
 
-"$repo/charts/namespaces.sh" "$(kubectl config current-context)" "$jobs_ns" airflow spark-operator
+"$repo/charts/namespaces.sh" "$("$KUBECTL" config current-context)" "$jobs_ns" airflow spark-operator
 started=$SECONDS
-"$helm" upgrade --install spark-operator "$chart" -n spark-operator \
+"$HELM" upgrade --install spark-operator "$chart" -n spark-operator \
     -f "$repo/charts/values/spark-operator.yaml" \
     --set image.registry="${image%%/*}" --set image.repository="$(echo "$image" | cut -d/ -f2- | cut -d: -f1)" \
     --set image.tag="${image##*:}" --set image.pullPolicy=Never \
     --wait --timeout 5m
 # The controller's own spark-submit needs one more grant in the jobs namespace (spark-submit-rbac.yaml).
-kubectl apply -n "$jobs_ns" -f "$here/spark-submit-rbac.yaml"
+"$KUBECTL" apply -n "$jobs_ns" -f "$here/spark-submit-rbac.yaml"
 echo "install.sh: spark-operator $chart_version ($image) installed and ready in $((SECONDS - started))s"

@@ -8,6 +8,7 @@ pods talk to each other, in a namespace of the test's own, removed afterwards.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from cryptolake.pipeline import default
-from tests.cluster.node import CLUSTER_DIR, REPO, get_json, kubectl
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.cluster
 
@@ -48,53 +49,50 @@ ALLOW_CLIENTS = _policy("allow-clients", {
                  "ports": [{"protocol": "TCP", "port": PORT}]}]})
 
 
-def _apply(*documents: dict) -> None:
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
-
-
-def _reaches(client: str, server_ip: str) -> bool:
-    result = kubectl("exec", "-n", NAMESPACE, client, "--", "python3", "-c", FETCH, server_ip, check=False)
+def _reaches(node, client: str, server_ip: str) -> bool:
+    result = node.kubectl("exec", "-n", NAMESPACE, client, "--", "python3", "-c", FETCH, server_ip, check=False)
     return result.returncode == 0 and result.stdout.strip() == "200"
 
 
-def _settles(client: str, server_ip: str, reachable: bool) -> bool:
+def _settles(node, client: str, server_ip: str, reachable: bool) -> bool:
     """Whether the client's reach becomes `reachable` (the agent applies a policy change asynchronously)."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while time.monotonic() < deadline:
-        if _reaches(client, server_ip) == reachable:
+        if _reaches(node, client, server_ip) == reachable:
             return True
         time.sleep(1)
     return False
 
 
 @pytest.fixture(scope="module")
-def pods():
+def server_ip(node):
+    """The agent installed (`make network-policies`, idempotent), three pods up; the server's pod IP."""
     subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "network-policies",
-                    f"CLUSTER_DIR={CLUSTER_DIR}"], check=True)
+                    f"CLUSTER_DIR={node.paths.root}"], check=True)
     image = default().kubernetes.images["extract"]
-    kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait")
-    kubectl("create", "namespace", NAMESPACE)
+    node.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait")
+    node.kubectl("create", "namespace", NAMESPACE)
     try:
-        _apply(_pod("server", {"role": "server"}, image, ["python3", "-m", "http.server", str(PORT)]),
-               _pod("client", {"role": "client"}, image, ["sleep", "infinity"]),
-               _pod("stranger", {"role": "stranger"}, image, ["sleep", "infinity"]))
-        kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "pod", "--all", "--timeout=120s")
-        yield get_json("pod", "server", "-n", NAMESPACE)["status"]["podIP"]
+        node.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
+            _pod("server", {"role": "server"}, image, ["python3", "-m", "http.server", str(PORT)]),
+            _pod("client", {"role": "client"}, image, ["sleep", "infinity"]),
+            _pod("stranger", {"role": "stranger"}, image, ["sleep", "infinity"])]))
+        node.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "pod", "--all", "--timeout=120s")
+        yield json.loads(node.kubectl("get", "pod", "server", "-n", NAMESPACE, "-o", "json").stdout)["status"]["podIP"]
     finally:
-        kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+        node.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
 
 
-def test_default_deny_blocks_pod_to_pod_and_an_allow_rule_lets_clients_through(pods):
-    server_ip = pods
-    kubectl("delete", "networkpolicy", "--all", "-n", NAMESPACE)
-    assert _settles("client", server_ip, reachable=True), "the server is unreachable without any NetworkPolicy"
-    assert _reaches("stranger", server_ip)
+def test_default_deny_blocks_pod_to_pod_and_an_allow_rule_lets_clients_through(node, server_ip):
+    node.kubectl("delete", "networkpolicy", "--all", "-n", NAMESPACE)
+    assert _settles(node, "client", server_ip, reachable=True), "the server is unreachable without any NetworkPolicy"
+    assert _reaches(node, "stranger", server_ip)
 
-    _apply(DENY_ALL)
-    assert _settles("client", server_ip, reachable=False), "default-deny did not block pod-to-pod traffic"
-    assert not _reaches("stranger", server_ip)
+    node.kubectl("apply", "-f", "-", input=yaml.safe_dump(DENY_ALL))
+    assert _settles(node, "client", server_ip, reachable=False), "default-deny did not block pod-to-pod traffic"
+    assert not _reaches(node, "stranger", server_ip)
 
-    _apply(ALLOW_CLIENTS)
-    assert _settles("client", server_ip, reachable=True), "the allow rule did not let the client through"
+    node.kubectl("apply", "-f", "-", input=yaml.safe_dump(ALLOW_CLIENTS))
+    assert _settles(node, "client", server_ip, reachable=True), "the allow rule did not let the client through"
     # Only the pods the rule selects.
-    assert not _reaches("stranger", server_ip)
+    assert not _reaches(node, "stranger", server_ip)

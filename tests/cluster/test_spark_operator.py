@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cryptolake.pipeline import default
-from tests.cluster.node import CLUSTER_DIR, REPO, get_json, kubectl
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.cluster
 
@@ -78,24 +78,25 @@ def _manifests(namespace: str, image: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def spark_job_namespace() -> tuple[str, str]:
+def spark_job_namespace(node) -> tuple[str, str]:
     """The operator installed (idempotent: a no-op `helm upgrade` when it is), the jobs namespace and Spark image."""
-    subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "spark-operator", f"CLUSTER_DIR={CLUSTER_DIR}"],
-                   check=True)
+    subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "spark-operator",
+                    f"CLUSTER_DIR={node.paths.root}"], check=True)
     kubernetes = default().kubernetes
     return kubernetes.namespace, kubernetes.images["spark"]
 
 
-def test_a_spark_application_runs_with_a_driver_and_an_executor(spark_job_namespace):
+def test_a_spark_application_runs_with_a_driver_and_an_executor(node, spark_job_namespace):
     namespace, image = spark_job_namespace
     documents = yaml.safe_dump_all(_manifests(namespace, image))
-    kubectl("delete", "--ignore-not-found", "--wait", "-f", "-", stdin=documents)
+    node.kubectl("delete", "--ignore-not-found", "--wait", "-f", "-", input=documents)
     try:
-        kubectl("apply", "-f", "-", stdin=documents)
+        node.kubectl("apply", "-f", "-", input=documents)
         started = time.monotonic()
         state = {}
         while time.monotonic() - started < COMPLETION_TIMEOUT_S:
-            state = get_json("sparkapplication", NAME, "-n", namespace).get("status", {})
+            app = node.kubectl("get", "sparkapplication", NAME, "-n", namespace, "-o", "json").stdout
+            state = json.loads(app).get("status", {})
             if state.get("applicationState", {}).get("state") in ("COMPLETED", "FAILED", "SUBMISSION_FAILED"):
                 break
             time.sleep(3)
@@ -105,7 +106,7 @@ def test_a_spark_application_runs_with_a_driver_and_an_executor(spark_job_namesp
         driver = state["driverInfo"]["podName"]
         executors = state.get("executorState", {})
         assert executors and set(executors.values()) == {"COMPLETED"}, executors
-        proof = [line for line in kubectl("logs", "-n", namespace, driver).stdout.splitlines()
+        proof = [line for line in node.kubectl("logs", "-n", namespace, driver).stdout.splitlines()
                  if line.startswith("PROOF ")]
         assert proof, f"no PROOF line in the log of {driver}"
         result = json.loads(proof[0].removeprefix("PROOF "))
@@ -116,4 +117,4 @@ def test_a_spark_application_runs_with_a_driver_and_an_executor(spark_job_namesp
         # The tasks ran in the executor pods the operator recorded, not in the driver.
         assert {host for _, host in result["tasks"]} <= set(executors), (result["tasks"], executors)
     finally:
-        kubectl("delete", "--ignore-not-found", "-f", "-", stdin=documents, check=False)
+        node.kubectl("delete", "--ignore-not-found", "-f", "-", input=documents, check=False)
