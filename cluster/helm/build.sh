@@ -6,6 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib/go-build.sh"
 [[ ${1-} == --print-dir ]] && GO_BUILD_PRINT_DIR=1
+stamp=helm.sh/helm/v4/internal/version
 go_build helm helm.sh/helm/v4 \
-    "-s -w -X helm.sh/helm/v4/internal/version.version={version} -X helm.sh/helm/v4/internal/version.gitCommit={commit} -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
+    "-s -w -X $stamp.version={version} -X $stamp.gitCommit={commit} -X $stamp.gitTreeState=clean" \
     helm=helm.sh/helm/v4/cmd/helm

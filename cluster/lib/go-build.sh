@@ -3,11 +3,11 @@
 #
 #   go_build <thing> <module> <ldflags> <binary>=<package>...
 #
-# Output: ${XDG_CACHE_HOME:-~/.cache}/cryptolake/<thing>/<version>/bin/<binary>. A RECIPE file there holds a hash of the go.mod, go.sum, ldflags and Go version: a changed recipe rebuilds,
-# an unchanged one does nothing. <ldflags> may use {version}, {commit} (the tag's commit the proxy records) and
-# {date} (the tag's time). GO_BUILD_PATCH=<file>: the module's source is patched with it (patch -p1) before the
-# build, through a replace in a copy of the go.mod; the patch is part of the recipe. GO_BUILD_PRINT_DIR=1: print the
-# output directory only.
+# Output: ${XDG_CACHE_HOME:-~/.cache}/cryptolake/<thing>/<version>/bin/<binary>. A RECIPE file there holds a hash of
+# the go.mod, go.sum, ldflags and Go version: a changed recipe rebuilds, an unchanged one does nothing. <ldflags> may
+# use {version}, {commit} (the tag's commit the proxy records) and {date} (the tag's time).
+# GO_BUILD_PATCH=<file>: the module's source is patched with it (patch -p1) before the build, through a replace in a
+# copy of the go.mod; the patch is part of the recipe. GO_BUILD_PRINT_DIR=1: print the output directory only.
 set -euo pipefail
 
 go_build() {
@@ -35,7 +35,8 @@ go_build() {
     export GOWORK=off GOFLAGS="-trimpath -buildvcs=false -mod=readonly" CGO_ENABLED=0
     local info commit date
     # The tag's commit and time as the module proxy records them (reproducible version stamps).
-    info=$(cd "$here" && go list -m -f '{{with .Origin}}{{.Hash}}{{end}} {{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$module@$version")
+    info=$(cd "$here" &&
+        go list -m -f '{{with .Origin}}{{.Hash}}{{end}} {{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$module@$version")
     commit=${info%% *} date=${info##* }
     local ldflags=${ldflags_template//\{version\}/$version}
     ldflags=${ldflags//\{commit\}/$commit}

@@ -7,6 +7,8 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib/go-build.sh"
 [[ ${1-} == --print-dir ]] && GO_BUILD_PRINT_DIR=1
+stamp=k8s.io/component-base/version
 go_build spark-operator github.com/kubeflow/spark-operator/v2 \
-    "-s -w -X k8s.io/component-base/version.gitVersion={version} -X k8s.io/component-base/version.gitCommit={commit} -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate={date}" \
+    "-s -w -X $stamp.gitVersion={version} -X $stamp.gitCommit={commit} -X $stamp.gitTreeState=clean \
+-X $stamp.buildDate={date}" \
     spark-operator=github.com/kubeflow/spark-operator/v2/cmd/operator

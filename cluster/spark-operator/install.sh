@@ -34,8 +34,10 @@ if [[ -z ${HELM-} ]]; then
     HELM=$("$repo/cluster/helm/build.sh" --print-dir)/bin/helm
 fi
 image=$("$here/image.sh" "$spark_image" "$socket" | tail -n 1)
-chart=$(cd "$here" && GOWORK=off go mod download "$module" && GOWORK=off go list -m -f '{{.Dir}}' "$module")/charts/spark-operator-chart
-grep -qx "version: $chart_version" "$chart/Chart.yaml" || { echo "$0: $chart is not chart version $chart_version" >&2; exit 1; }
+export GOWORK=off
+chart=$(cd "$here" && go mod download "$module" && go list -m -f '{{.Dir}}' "$module")/charts/spark-operator-chart
+grep -qx "version: $chart_version" "$chart/Chart.yaml" ||
+    { echo "$0: $chart is not chart version $chart_version" >&2; exit 1; }
 
 "$repo/charts/namespaces.sh" "$("$KUBECTL" config current-context)" "$jobs_ns" airflow spark-operator
 started=$SECONDS
