@@ -93,9 +93,7 @@ cluster-images-import: venv ## Import the built images into the node's container
 CLUSTER_DIR ?= $(or $(CRYPTOLAKE_CLUSTER_DIR),$(CURDIR)/.local/cluster)
 export HELM ?= $(shell cluster/helm/build.sh --print-dir)/bin/helm
 export KUBECTL ?= $(shell cluster/node/kube/build.sh --print-dir)/bin/kubectl
-JOBS_NS_AND_SPARK_IMAGE = test -x $(BIN)/python || $(MAKE) --no-print-directory venv; \
-	read -r jobs_ns spark_image < <($(BIN)/python -c 'from cryptolake.pipeline import default; \
-	k = default().kubernetes; print(k.namespace, k.images["spark"])')
+JOBS_NS = $$($(BIN)/python -c 'from cryptolake.pipeline import default; print(default().kubernetes.namespace)')
 
 .PHONY: cluster-addons helm spark-operator-bin spark-operator-image spark-operator network-policies-bin network-policies
 helm: ## Build the helm CLI (Helm v4) from the Go module proxy (once; ~5 min cold; ~/.cache/cryptolake/helm)
@@ -106,15 +104,13 @@ cluster-addons: network-policies spark-operator ## NetworkPolicy enforcement and
 spark-operator-bin: ## Build the Spark Operator binary (kubeflow/spark-operator, SPARK_OPERATOR_CHART_VERSION) from the Go module proxy
 	cluster/spark-operator/build.sh
 
-spark-operator-image: spark-operator-bin ## Build cryptolake-spark-operator (the Spark image + the operator) with buildah; import it when the node is up
-	@set -e; $(JOBS_NS_AND_SPARK_IMAGE); \
-	socket=$(CLUSTER_DIR)/containerd/containerd.sock; \
-	cluster/spark-operator/image.sh "$$spark_image" $$(test -S "$$socket" && echo "$$socket")
+spark-operator-image: venv spark-operator-bin ## Build cryptolake-spark-operator (the Spark image + the operator) with buildah; import it when the node is up
+	@socket=$(CLUSTER_DIR)/containerd/containerd.sock; \
+	PYTHON=$(BIN)/python cluster/spark-operator/image.sh $$(test -S "$$socket" && echo "$$socket")
 
-spark-operator: kube-bins helm spark-operator-bin ## Install the Spark Operator (CRDs, RBAC, webhook) into the node, --wait (idempotent)
-	@set -e; $(JOBS_NS_AND_SPARK_IMAGE); \
-	cluster/spark-operator/install.sh $(CLUSTER_DIR)/kubeconfig $(CLUSTER_DIR)/containerd/containerd.sock \
-	    "$$jobs_ns" "$$spark_image" $(SPARK_OPERATOR_CHART_VERSION)
+spark-operator: venv kube-bins helm spark-operator-bin ## Install the Spark Operator (CRDs, RBAC, webhook) into the node, --wait (idempotent)
+	PYTHON=$(BIN)/python cluster/spark-operator/install.sh $(CLUSTER_DIR)/kubeconfig \
+	    $(CLUSTER_DIR)/containerd/containerd.sock "$(JOBS_NS)" $(SPARK_OPERATOR_CHART_VERSION)
 
 network-policies-bin: ## Build kube-network-policies (the NetworkPolicy agent kind runs) from the Go module proxy
 	cluster/network-policies/build.sh

@@ -6,18 +6,18 @@
 # image (pull policy Never: there is no registry). The namespaces come first, with their Pod Security levels, as
 # `make deploy` makes them (charts/namespaces.sh).
 #
-#   install.sh <kubeconfig> <containerd socket> <jobs namespace> <spark image> <chart version>
+#   install.sh <kubeconfig> <containerd socket> <jobs namespace> <chart version>
 # <chart version> is the Makefile's SPARK_OPERATOR_CHART_VERSION: it must be the version go.mod pins. HELM and KUBECTL
 # name the binaries to use (default: the helm cluster/helm/build.sh builds, kubectl on PATH).
 set -euo pipefail
 : "${KUBECTL:=kubectl}"
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-if [[ $# -ne 5 ]]; then
-    echo "usage: $0 <kubeconfig> <containerd socket> <jobs namespace> <spark image> <chart version>" >&2
+if [[ $# -ne 4 ]]; then
+    echo "usage: $0 <kubeconfig> <containerd socket> <jobs namespace> <chart version>" >&2
     exit 2
 fi
-kubeconfig=$1 socket=$2 jobs_ns=$3 spark_image=$4 chart_version=$5
+kubeconfig=$1 socket=$2 jobs_ns=$3 chart_version=$4
 module=github.com/kubeflow/spark-operator/v2
 pinned=$(basename "$("$here/build.sh" --print-dir)")
 if [[ ${pinned#v} != "$chart_version" ]]; then
@@ -33,7 +33,7 @@ if [[ -z ${HELM-} ]]; then
     "$repo/cluster/helm/build.sh" >&2
     HELM=$("$repo/cluster/helm/build.sh" --print-dir)/bin/helm
 fi
-image=$("$here/image.sh" "$spark_image" "$socket" | tail -n 1)
+image=$("$here/image.sh" "$socket" | tail -n 1)
 export GOWORK=off
 chart=$(cd "$here" && go mod download "$module" && go list -m -f '{{.Dir}}' "$module")/charts/spark-operator-chart
 grep -qx "version: $chart_version" "$chart/Chart.yaml" ||
