@@ -118,6 +118,20 @@ network-policies-bin: ## Build kube-network-policies (the NetworkPolicy agent ki
 network-policies: kube-bins network-policies-bin ## Enforce NetworkPolicies on the node: kube-network-policies as a DaemonSet (idempotent)
 	cluster/network-policies/install.sh $(CLUSTER_DIR)/kubeconfig $(CLUSTER_DIR)/containerd/containerd.sock
 
+# The release on the node and the pipeline run by Airflow on this machine (docs/kubernetes.md, "A real node without
+# Docker"). DEPLOY_ARGS: extra `helm upgrade --install` arguments (the e2e points CMC_BASE_URL at its sandbox).
+.PHONY: cluster-deploy cluster-airflow e2e-cluster
+cluster-deploy: venv kube-bins helm ## Namespaces, Secrets, volumes, then the cryptolake chart (values-kind + values-node) on the node, --wait, helm test
+	PYTHON=$(BIN)/python cluster/deploy.sh $(CLUSTER_DIR)/kubeconfig $(DEPLOY_ARGS)
+
+cluster-airflow: venv ## Airflow standalone here, its DAGs on the node (kubernetes backend; UI on http://127.0.0.1:18280)
+	$(CLI) local airflow --kubeconfig $(CLUSTER_DIR)/kubeconfig
+
+e2e-cluster: setup ## The real node end to end: node, images, add-ons, its tests (-m cluster), then chart + Airflow init and 10x + checks
+	$(MAKE) --no-print-directory cluster-up cluster-images cluster-addons
+	$(BIN)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
+	$(BIN)/python tests/e2e/cluster_e2e.py
+
 # ---- Kubernetes on kind: cluster, images, charts, end to end (docs/kubernetes-images.md) --------------------------
 # Each target first checks for a Docker engine and, where there is none, says so in one line and exits 0.
 KIND_CLUSTER ?= cryptolake

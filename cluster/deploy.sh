@@ -17,6 +17,8 @@ shift
 : "${HELM:?HELM must name the helm binary (make cluster-deploy sets it)}"
 : "${KUBECTL:=kubectl}"
 export KUBECONFIG=$kubeconfig
+# charts/namespaces.sh and kind-secrets.sh call `kubectl`: the one of the repo's Kubernetes pin
+case $KUBECTL in */*) PATH=$(dirname "$KUBECTL"):$PATH ;; esac
 python=${PYTHON:-$repo/.venv/bin/python}
 state=$(cd "$(dirname "$kubeconfig")" && pwd)
 context=$("$KUBECTL" config current-context)

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     config = kubeconfig()
     cluster = Cluster(kubeconfig=config)
     if not args.skip_deploy:
-        make("cluster-up", "cluster-images", "cluster-addons")
+        make("cluster-up", "cluster-images", "cluster-addons")  # `make e2e-cluster` did them: each is a no-op then
         sandbox_url = cluster.deploy_sandbox(tags["sandbox"], timeout=300, pull_policy="Never")
         log(f"sandbox at {sandbox_url}")
         make("cluster-deploy", environment={"CMC_API_KEY": DEFAULT_API_KEY},
