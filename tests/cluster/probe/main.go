@@ -67,13 +67,19 @@ func dotted(hex string) string {
 	return fmt.Sprintf("%d.%d.%d.%d", v&0xff, v>>8&0xff, v>>16&0xff, v>>24)
 }
 
+// get tries a few times: a Service's rules follow its endpoints by a kube-proxy sync (about a second), so a
+// client started as the server turns Ready may meet "connection refused" once. Bounded: 10 tries, 1 s apart.
 func get(url string) string {
 	client := http.Client{Timeout: 10 * time.Second}
-	response, err := client.Get(url)
-	if err != nil {
-		return "error: " + err.Error()
+	var err error
+	for try := 0; try < 10; try++ {
+		var response *http.Response
+		if response, err = client.Get(url); err == nil {
+			defer response.Body.Close()
+			body, _ := io.ReadAll(response.Body)
+			return string(body)
+		}
+		time.Sleep(time.Second)
 	}
-	defer response.Body.Close()
-	body, _ := io.ReadAll(response.Body)
-	return string(body)
+	return "error: " + err.Error()
 }
