@@ -309,7 +309,7 @@ def component_commands(paths: Paths, bins: Path) -> dict[str, list[str]]:
 
 def coredns_manifest(image: str) -> list[dict]:
     """CoreDNS with the kubernetes plugin only: no `forward`, so no name outside the cluster resolves."""
-    corefile = f""".:1053 {{
+    corefile = f""".:53 {{
     errors
     health {{
         lameduck 5s
@@ -344,13 +344,17 @@ def coredns_manifest(image: str) -> list[dict]:
                   "template": {"metadata": {"labels": labels}, "spec": {
                       "serviceAccountName": "coredns", "priorityClassName": "system-cluster-critical",
                       "dnsPolicy": "Default",
+                      # Port 53 as non-root, by the pod's own (namespaced, "safe") sysctl: NetworkPolicies
+                      # name the port the pod listens on, and every cluster's DNS policy says 53.
                       "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                          "seccompProfile": {"type": "RuntimeDefault"}},
+                                          "seccompProfile": {"type": "RuntimeDefault"},
+                                          "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start",
+                                                       "value": "53"}]},
                       "containers": [{
                           "name": "coredns", "image": image, "imagePullPolicy": "Never",
                           "args": ["-conf", "/etc/coredns/Corefile"],
-                          "ports": [{"name": "dns", "containerPort": 1053, "protocol": "UDP"},
-                                    {"name": "dns-tcp", "containerPort": 1053, "protocol": "TCP"}],
+                          "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                    {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
                           "resources": {"requests": {"cpu": "50m", "memory": "40Mi"},
                                         "limits": {"memory": "128Mi"}},
                           "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -362,8 +366,8 @@ def coredns_manifest(image: str) -> list[dict]:
                       "volumes": [{"name": "config", "configMap": {"name": "coredns"}}]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta("kube-dns"),
          "spec": {"clusterIP": DNS_SERVICE_IP, "selector": labels,
-                  "ports": [{"name": "dns", "port": 53, "targetPort": 1053, "protocol": "UDP"},
-                            {"name": "dns-tcp", "port": 53, "targetPort": 1053, "protocol": "TCP"}]}},
+                  "ports": [{"name": "dns", "port": 53, "targetPort": 53, "protocol": "UDP"},
+                            {"name": "dns-tcp", "port": 53, "targetPort": 53, "protocol": "TCP"}]}},
     ]
 
 

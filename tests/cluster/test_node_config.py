@@ -48,3 +48,24 @@ def test_kubelet_serves_no_anonymous_request_and_keeps_every_image(node_module, 
     assert config["readOnlyPort"] == 0
     assert config["resolvConf"] == ""
     assert config["imageGCHighThresholdPercent"] == 100
+
+
+def test_cluster_dns_listens_on_the_port_network_policies_allow(node_module):
+    """NetworkPolicies match the port the DNS pod itself listens on (after the Service's DNAT): the chart lets its
+    pods reach kube-dns on 53, as every cluster's DNS serves it, so the node's CoreDNS must listen there too."""
+    objects = node_module.coredns_manifest("coredns:test")
+    pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    listened = {(p["protocol"], p["containerPort"]) for c in pod["containers"] for p in c["ports"]}
+    from tests.chart.render import KIND_VALUES, NODE_VALUES, PROFILE_SECRETS, render
+
+    policy = next(o for o in render([KIND_VALUES, NODE_VALUES], PROFILE_SECRETS) if o["kind"] == "NetworkPolicy"
+                  and o["metadata"]["name"].endswith("allow-dns-and-namespace-egress"))
+    [dns_rule] = [r for r in policy["spec"]["egress"]
+                  if any(p.get("podSelector", {}).get("matchLabels") == pod_labels(objects) for p in r["to"])]
+    allowed = {(p["protocol"], p["port"]) for p in dns_rule["ports"]}
+    assert listened and listened <= allowed
+    assert pod["securityContext"]["runAsNonRoot"]
+
+
+def pod_labels(objects: list[dict]) -> dict:
+    return next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
