@@ -60,18 +60,18 @@ class LocalAirflow:
         warehouse connection post-load SQL runs on."""
         stack_env = {**self.stack.env(), **self.settings}
         conn_id = pipeline.default().airflow.warehouse_conn_id
-        bin_dir = str(Path(sys.executable).parent)
         return {
             **stack_env,
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "CRYPTOLAKE_DAG_BACKEND": "local",
             f"AIRFLOW_CONN_{conn_id.upper()}": _connection_uri(stack_env["WAREHOUSE_URL"]),
         }
 
     def env(self) -> dict[str, str]:
         """The environment of every Airflow component, and so of every task's subprocess."""
+        bin_dir = str(Path(sys.executable).parent)  # `airflow` and `cryptolake` of this environment
         return {
             **os.environ, **self.task_env(),
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

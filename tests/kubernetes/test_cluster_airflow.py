@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -67,6 +70,8 @@ def test_tasks_reach_the_cluster_and_its_warehouse_by_cluster_ip_and_nothing_loc
     for setting in stack.env():
         assert setting not in env, f"{setting} of the local stack would reach the cluster's tasks"
     assert airflow.home != stack.state_dir / "airflow" and airflow.metadata_database != "airflow"
+    # Airflow standalone starts its parts as `airflow ...` subprocesses: this environment's, first on PATH
+    assert airflow.env()["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
 
 
 def test_a_missing_kubeconfig_says_how_to_get_one(tmp_path):
