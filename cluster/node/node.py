@@ -61,6 +61,23 @@ def state_dir() -> Path:
     return Path(os.environ.get("CRYPTOLAKE_CLUSTER_DIR") or REPO / ".local" / "cluster").resolve()
 
 
+# One node per machine (the kubelet's /var/lib/kubelet, ports 6443 and 12379, iptables): the state directory of the
+# node that is up, so that an `up` from another checkout names it instead of failing half way. /run: gone at reboot,
+# with the processes.
+MACHINE_RECORD = Path("/run/cryptolake-node")
+
+
+def node_elsewhere(paths: Paths) -> Path | None:
+    """The state directory of a node up on this machine from another checkout, if any."""
+    try:
+        other = Path(MACHINE_RECORD.read_text().strip())
+    except OSError:
+        return None
+    if other == paths.root:
+        return None
+    return other if any(running_pid(Paths(other), name) for name in ORDER) else None
+
+
 @dataclass(frozen=True)
 class Paths:
     root: Path
@@ -728,11 +745,16 @@ def coredns_ready(paths: Paths, bins: Path) -> bool:
 def up(paths: Paths) -> None:
     if os.geteuid() != 0:
         sys.exit("cluster: needs root (kubelet, containerd, iptables, addresses on lo)")
+    other = node_elsewhere(paths)
+    if other:
+        sys.exit(f"cluster: a node from {other} is up on this machine (one node per machine); stop it first: "
+                 f"CRYPTOLAKE_CLUSTER_DIR={other} make cluster-down")
     bins = Path(build_output("kube-bin")[0])
     if all(running_pid(paths, name) for name in ORDER) and node_ready(paths, bins) and coredns_ready(paths, bins):
         say(f"up already: nothing changed; kubeconfig {paths.kubeconfig}")
         return
     subprocess.run([str(HERE / "build.sh")], check=True)
+    MACHINE_RECORD.write_text(f"{paths.root}\n")
     pause_tar, pause_ref = build_output("pause-image")
     coredns_tar, coredns_ref = build_output("coredns-image")
     started = time.monotonic()
@@ -780,6 +802,8 @@ def down(paths: Paths) -> None:
     for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
         stop(paths, name)
     teardown_host(paths, record, bins)
+    if not node_elsewhere(paths) and MACHINE_RECORD.exists():
+        MACHINE_RECORD.unlink()
     say(f"down (state kept in {paths.root}: PKI, etcd data, images; delete it to start afresh)")
 
 
@@ -802,10 +826,12 @@ def status(paths: Paths) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("up", "down", "status", "kubeconfig"))
+    parser.add_argument("command", choices=("up", "down", "status", "kubeconfig", "elsewhere"))
     args = parser.parse_args()
     paths = Paths(state_dir())
-    if args.command == "up":
+    if args.command == "elsewhere":  # prints the state directory of a node up from another checkout, if any
+        print(node_elsewhere(paths) or "")
+    elif args.command == "up":
         up(paths)
     elif args.command == "down":
         down(paths)

@@ -69,3 +69,21 @@ def test_cluster_dns_listens_on_the_port_network_policies_allow(node_module):
 
 def pod_labels(objects: list[dict]) -> dict:
     return next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
+
+
+def test_an_up_from_another_checkout_names_the_node_that_is_up(node_module, tmp_path, monkeypatch):
+    """One node per machine: the machine record names the state directory of the node that is up; a node whose
+    processes are gone, or this checkout's own, is not "elsewhere"."""
+    import os
+
+    record = tmp_path / "machine-record"
+    monkeypatch.setattr(node_module, "MACHINE_RECORD", record)
+    mine, other = node_module.Paths(tmp_path / "mine"), node_module.Paths(tmp_path / "other")
+    assert node_module.node_elsewhere(mine) is None  # no record
+    record.write_text(f"{other.root}\n")
+    assert node_module.node_elsewhere(mine) is None  # its processes are not running
+    other.run.mkdir(parents=True)
+    (other.run / "etcd.pid").write_text(f"{os.getpid()} {node_module._start_time(os.getpid())}")
+    assert node_module.node_elsewhere(mine) == other.root
+    record.write_text(f"{mine.root}\n")
+    assert node_module.node_elsewhere(mine) is None  # this checkout's own node

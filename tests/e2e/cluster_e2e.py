@@ -73,11 +73,16 @@ class Airflow:
             raise RuntimeError(f"airflow {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-1500:]}")
         return done.stdout
 
+    def cli_json(self, *args: str) -> list[dict]:
+        """A listing's JSON: its last line (Airflow prints warnings, e.g. about graphviz, on stdout before it)."""
+        lines = [line for line in self.cli(*args, "--output", "json").splitlines() if line.startswith("[")]
+        return json.loads(lines[-1]) if lines else []
+
     def runs(self, dag: str) -> list[dict]:
-        return json.loads(self.cli("dags", "list-runs", dag, "--output", "json") or "[]")
+        return self.cli_json("dags", "list-runs", dag)
 
     def task_states(self, dag: str, run_id: str) -> list[dict]:
-        return json.loads(self.cli("tasks", "states-for-dag-run", dag, run_id, "--output", "json") or "[]")
+        return self.cli_json("tasks", "states-for-dag-run", dag, run_id)
 
 
 def follow(cluster: Cluster, airflow: Airflow, dag: str, timeout: float, kill_driver: str | None = None) -> dict:
@@ -86,7 +91,7 @@ def follow(cluster: Cluster, airflow: Airflow, dag: str, timeout: float, kill_dr
     JSON line with a run_id: the step is running. Returns the run (state, run_id) and what was killed."""
     run_id = None
     if dag != "init":
-        wait_until(f"DAG {dag} known to Airflow", 300, lambda: dag in airflow.cli("dags", "list", "-o", "plain"))
+        wait_until(f"DAG {dag} known to Airflow", 300, lambda: any(d.get("dag_id") == dag for d in airflow.cli_json("dags", "list")))
         run_id = f"e2e-{dag}-{time.strftime('%Y%m%dT%H%M%S')}"
         airflow.cli("dags", "trigger", dag, "--run-id", run_id)
         log(f"triggered {dag} ({run_id})")
