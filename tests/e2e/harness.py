@@ -83,7 +83,8 @@ class Cluster:
         self.jobs = self.spec.namespace
 
     # -- the sandbox ------------------------------------------------------------------------------------------
-    def deploy_sandbox(self, image: str, timeout: float, pull_policy: str = "IfNotPresent") -> str:
+    def deploy_sandbox(self, image: str, timeout: float, pull_policy: str = "IfNotPresent",
+                       serve_args: tuple[str, ...] = ()) -> str:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
@@ -95,7 +96,7 @@ class Cluster:
                 raise
         container = client.V1Container(
             name="sandbox", image=image, image_pull_policy=pull_policy,
-            args=["sandbox", "serve", "--host", "0.0.0.0", "--port", str(SANDBOX_PORT)],
+            args=["sandbox", "serve", "--host", "0.0.0.0", "--port", str(SANDBOX_PORT), *serve_args],
             ports=[client.V1ContainerPort(container_port=SANDBOX_PORT, name="http")],
             readiness_probe=client.V1Probe(tcp_socket=client.V1TCPSocketAction(port=SANDBOX_PORT),
                                            period_seconds=2),
