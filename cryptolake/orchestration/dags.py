@@ -38,7 +38,7 @@ STATUS_DAG = "status"
 EXTRACT_GROUP = "extract"  # the TaskGroup of a group's extractor tasks
 EXTRACT_FAILED = "extract_failed"
 POST_LOAD_SQL = "post_load_sql"
-START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)  # fixed and in the past; catchup is off
+START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)  # init's: fixed and in the past; catchup is off
 RETRY_BACKOFF = 2.0  # each retry waits twice as long as the one before, up to max_retry_delay
 ONCE = "@once"
 
@@ -90,7 +90,21 @@ def _timeout(spec: Pipeline, kind: str) -> timedelta:
 def _schedule(schedule: Schedule | None) -> CronTriggerTimetable | str | None:
     # The spec's times are UTC whatever the deployment's default timezone. A group without a schedule (init)
     # runs once by itself when its DAG first appears, and on demand after that.
-    return ONCE if schedule is None else CronTriggerTimetable(schedule.cron, timezone="UTC")
+    return ONCE if schedule is None else _cron(schedule.cron)
+
+
+def _cron(expression: str) -> CronTriggerTimetable:
+    # run_immediately=0: never the slot just missed when the DAG appears. False would still run a slot missed by
+    # less than a tenth of the gap (Airflow 3.3 treats False like None), e.g. a backup minutes after an install.
+    return CronTriggerTimetable(expression, timezone="UTC", run_immediately=timedelta(0))
+
+
+def _start_date(schedule: Schedule | None) -> datetime | None:
+    """init (@once) starts at a fixed past date, so it is due the moment the DAG appears. A scheduled DAG has none:
+    its first run is then its next slot after it appears (_cron). With a
+    past start date Airflow runs the latest missed slot at once, so a fresh install ran daily, 10x, backup and the
+    status check beside init, on an empty warehouse."""
+    return START_DATE if schedule is None else None
 
 
 def _paused_upon_creation(backend: str) -> bool | None:
@@ -126,7 +140,7 @@ def _group_dag(spec: Pipeline, name: str, tasks: "_Tasks", backend: str, manifes
         dag_id=name,
         description=group.description,
         schedule=_schedule(group.schedule),
-        start_date=START_DATE,
+        start_date=_start_date(group.schedule),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=_paused_upon_creation(backend),
@@ -164,7 +178,7 @@ def _backup_dag(spec: Pipeline, tasks: "_Tasks", backend: str, alert: AlertNotif
         dag_id=BACKUP_DAG,
         description="Warehouse backup (pg_dump) to the lake's gold layer.",
         schedule=_schedule(spec.backup_schedule),
-        start_date=START_DATE,
+        start_date=_start_date(spec.backup_schedule),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=_paused_upon_creation(backend),
@@ -186,7 +200,7 @@ def _status_dag(spec: Pipeline, tasks: "_Tasks", backend: str, alert: AlertNotif
         dag_id=STATUS_DAG,
         description="Warehouse health: alerts when a table is stale, failing or never loaded.",
         schedule=_schedule(schedule),
-        start_date=START_DATE,
+        start_date=_start_date(schedule),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=_paused_upon_creation(backend),
@@ -209,8 +223,8 @@ def _housekeeping_dag(spec: Pipeline, alert: AlertNotifier) -> DAG:
     with DAG(
         dag_id=HOUSEKEEPING_DAG,
         description="Removes the pipeline's failed pods once they are older than the retention.",
-        schedule=CronTriggerTimetable(HOUSEKEEPING_CRON, timezone="UTC"),
-        start_date=START_DATE,
+        schedule=_cron(HOUSEKEEPING_CRON),
+        start_date=None,  # first run at its next slot, as _start_date says
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=_paused_upon_creation("kubernetes"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 import io
 import pathlib
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from airflow.sdk import TriggerRule
@@ -40,7 +40,9 @@ def test_schedules_are_the_spec_crons_in_utc_and_runs_never_overlap(dagbags, spe
         else:
             assert (dag.timetable.expression, str(dag.timetable.timezone)) == (cron, "UTC"), dag_id
         assert dag.catchup is False and dag.max_active_runs == 1, dag_id
-        assert dag.start_date.year >= 2020 and dag.start_date.tzinfo is not None
+        # init's fixed past start makes it due at once; a scheduled DAG has none (its next slot comes first)
+        assert (dag.start_date is None) == (cron is not None), dag_id
+        assert cron is not None or dag.start_date.tzinfo is not None
     assert expected["init"] is None
     assert expected["10x"] == "30 10,11,12,13,14,15,16,17,18,19 * * 1,2,3,4,5"
     assert expected["status"] == "45 10,21 * * *"
@@ -65,6 +67,15 @@ def test_on_a_cluster_every_dag_starts_active_and_init_runs_first_by_itself(dagb
     again = init.timetable.next_dagrun_info(last_automated_data_interval=first.data_interval,
                                             restriction=TimeRestriction(init.start_date, None, catchup=False))
     assert again is None  # and never again by itself
+    # Every scheduled DAG waits for its next slot: none runs beside init on the empty warehouse of a new install
+    scheduled = [d for name, d in dagbags["kubernetes"].dags.items() if name != "init"]
+    assert scheduled
+    for dag in scheduled:
+        stored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        before = datetime.now(timezone.utc)
+        first = stored.timetable.next_dagrun_info(last_automated_data_interval=None,
+                                                  restriction=TimeRestriction(stored.start_date, None, catchup=False))
+        assert first is not None and first.run_after > before, (dag.dag_id, first)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
