@@ -114,8 +114,7 @@ def follow(cluster: Cluster, airflow: Airflow, dag: str, timeout: float, kill_dr
             if pod.status.phase != "Running":
                 continue
             try:
-                text = cluster.core.read_namespaced_pod_log(pod.metadata.name, cluster.jobs,
-                                                            container="spark-kubernetes-driver")
+                text = cluster.pod_log(pod.metadata.name, "spark-kubernetes-driver")
             except Exception:  # noqa: BLE001 (the container may not be up yet)
                 continue
             if json_lines_with_run_id(text):
@@ -223,7 +222,7 @@ def status_in_cluster(cluster: Cluster, image: str, timeout: float) -> dict:
         return status.succeeded or status.failed
     wait_until("the status Job ended", timeout, ended, interval=3)
     pod = cluster.core.list_namespaced_pod(cluster.jobs, label_selector=f"job-name={STATUS_JOB}").items[0]
-    text = cluster.core.read_namespaced_pod_log(pod.metadata.name, cluster.jobs)
+    text = cluster.pod_log(pod.metadata.name)
     start = text.find("{")
     return json.loads(text[start:]) if start >= 0 else {"unparsed": text[-2000:]}
 

@@ -185,6 +185,13 @@ class Cluster:
             raise RuntimeError(f"{' '.join(argv)} in {pod} exited {ws.returncode}: {''.join(err).strip()[-2000:]}")
         return "".join(out)
 
+    def pod_log(self, pod: str, container: str | None = None, limit_bytes: int = 4 * 1024 * 1024) -> str:
+        """The container's log as `kubectl logs` shows it. Read raw: the client's own decoding hands back the
+        repr of the bytes (b'...\\n...'), in which no line starts with the JSON record's brace."""
+        response = self.core.read_namespaced_pod_log(pod, self.jobs, container=container, limit_bytes=limit_bytes,
+                                                     _preload_content=False)
+        return response.data.decode(errors="replace")
+
     # -- SparkApplications ------------------------------------------------------------------------------------
     def spark_applications(self) -> dict[str, str]:
         found = self.custom.list_namespaced_custom_object("sparkoperator.k8s.io", "v1beta2", self.jobs,
@@ -298,9 +305,7 @@ class LogKeeper:
 
     def _fetch(self, name: str, kind: str, labels: dict[str, str]) -> None:
         try:
-            text = self.cluster.core.read_namespaced_pod_log(name, self.cluster.jobs,
-                                                              container=self.CONTAINERS[kind],
-                                                              limit_bytes=4 * 1024 * 1024)
+            text = self.cluster.pod_log(name, self.CONTAINERS[kind])
         except Exception:
             return  # not started yet, or already gone: the last text fetched stays
         if text:
