@@ -136,27 +136,45 @@ def follow(cluster: Cluster, airflow: Airflow, dag: str, timeout: float, kill_dr
                 killed.append(pod.metadata.name)
                 return
 
+    seen_running = []
+
     def probe():
         if kill_driver and not killed:
             kill_inside_step()
         runs = airflow.runs(dag)
         run = next((r for r in runs if run_id is None or r.get("run_id") == run_id), None)
-        return run if run and run.get("state") in ("success", "failed") else None
+        if run and run.get("state") in ("success", "failed"):
+            return run
+        seen_running.append(True)
+        return None
 
     run = wait_until(f"DAG {dag} run finished", timeout, probe, interval=5)
-    return {**run, "killed": killed}
+    # A run that had ended before this process looked (init, when the e2e runs again on a deployed node) left
+    # its pods' logs to an earlier watcher.
+    return {**run, "killed": killed, "watched": bool(seen_running)}
 
 
 def secret_values(cluster: Cluster) -> list[str]:
-    """Every value of every Secret the release and Airflow use (8 characters or more: shorter ones are names)."""
-    values = []
+    """What no log may show: every secret in the Secrets of the release and of Airflow (8 characters or more),
+    and the passwords inside their URLs and JSON connections, which a log could show on their own. Not the
+    access key IDs: an S3 identity's name (the public half of its key pair), which is also in app names."""
+    from urllib.parse import unquote, urlsplit
+
+    values = set()
     for namespace in (cluster.jobs, AIRFLOW_NAMESPACE):
         for secret in cluster.core.list_namespaced_secret(namespace).items:
-            for raw in (secret.data or {}).values():
+            for key, raw in (secret.data or {}).items():
+                if key.endswith("ACCESS_KEY_ID"):
+                    continue
                 value = base64.b64decode(raw).decode(errors="replace")
-                if len(value) >= 8:
-                    values.append(value)
-    return values
+                values.add(value)
+                if "://" in value and urlsplit(value).password:
+                    values.add(unquote(urlsplit(value).password))
+                try:
+                    values.add(str(json.loads(value)["password"]))
+                except (ValueError, TypeError, KeyError):
+                    pass
+    return sorted(v for v in values if len(v) >= 8)
 
 
 def service_url(cluster: Cluster, name_part: str, port: int, scheme: str = "http") -> str:
@@ -301,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not (tries.get("transform") or 0) >= 2:
         failures.append(f"the killed transform was not retried by Airflow (tries {tries.get('transform')})")
 
-    for dag in runs:
+    for dag in [d for d, run in runs.items() if run["watched"]]:
         kept = {pod: v for pod, v in keeper.logs.items() if v[1].get("cryptolake/group") == dag}
         by_kind = {"extract": [v for v in kept.values() if v[0] == "extract"],
                    "transform": [v for v in kept.values() if v[0] == "driver"
