@@ -43,7 +43,7 @@ from tests.e2e.harness import (  # noqa: E402
 
 DEFAULT_STATE = REPO / ".local" / "e2e-cluster"  # Airflow's home and metadata database (a local PostgreSQL)
 AIRFLOW_PORT = 18295  # not 18290: the test suite's Airflow (tests/orchestration) may run at the same time
-METADATA_PG_PORT = 25532
+METADATA_PG_PORT = 25632  # no port the test suite uses (25432, 25532)
 STATUS_JOB = "cryptolake-e2e-status"
 # A smaller market than the sandbox's default and a paid plan's rate limit (its key_info tells the extractors):
 # init's exchange_assets would otherwise spend 20 minutes at the free plan's 30 requests a minute.
