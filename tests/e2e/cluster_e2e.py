@@ -210,15 +210,20 @@ def lake_world(cluster: Cluster):
                            outputs={})
 
 
-def status_in_cluster(cluster: Cluster, image: str, timeout: float) -> dict:
-    """`cryptolake status --json` as a Job on the Spark image with the backup Secret, as the status DAG runs it;
-    its JSON from the pod's log."""
+def status_pod_spec():
+    """The pod the status DAG runs (`cryptolake status --json` on the Spark image with the backup Secret), as its
+    KubernetesPodOperator builds it: the DAG's own definition, not a copy of it."""
+    from cryptolake.orchestration.dags import STATUS_DAG, build_dags
+    from cryptolake.pipeline import default
+
+    task = build_dags(default(), "kubernetes", str(REPO / "manifests" / "spark"))[STATUS_DAG].tasks[0]
+    return task.build_pod_request_obj().spec
+
+
+def status_in_cluster(cluster: Cluster, timeout: float) -> dict:
+    """The status DAG's pod as a Job; the JSON its log holds."""
     from kubernetes import client
 
-    from cryptolake.orchestration import commands
-    from cryptolake.orchestration.render import SPARK_UID
-
-    argv = commands.status()
     try:
         cluster.batch.delete_namespaced_job(STATUS_JOB, cluster.jobs, propagation_policy="Foreground")
         wait_until("the previous status Job gone", 120, lambda: not cluster.batch.list_namespaced_job(
@@ -228,24 +233,10 @@ def status_in_cluster(cluster: Cluster, image: str, timeout: float) -> dict:
             raise
     labels = {"app.kubernetes.io/name": "cryptolake", "app.kubernetes.io/part-of": "cryptolakehouse",
               "app.kubernetes.io/component": "status"}
-    container = client.V1Container(
-        name="status", image=image, image_pull_policy="Never", command=argv[:1], args=argv[1:],
-        env_from=[client.V1EnvFromSource(config_map_ref=client.V1ConfigMapEnvSource(name=cluster.spec.config_map)),
-                  client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=cluster.spec.secrets["backup"]))],
-        security_context=client.V1SecurityContext(
-            allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True,
-            capabilities=client.V1Capabilities(drop=["ALL"])),
-        volume_mounts=[client.V1VolumeMount(name="tmp", mount_path="/tmp")])
     job = client.V1Job(
         metadata=client.V1ObjectMeta(name=STATUS_JOB, labels=labels),
         spec=client.V1JobSpec(backoff_limit=0, template=client.V1PodTemplateSpec(
-            metadata=client.V1ObjectMeta(labels=labels),
-            spec=client.V1PodSpec(
-                restart_policy="Never", containers=[container], automount_service_account_token=False,
-                security_context=client.V1PodSecurityContext(
-                    run_as_non_root=True, run_as_user=SPARK_UID, run_as_group=SPARK_UID,
-                    seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault")),
-                volumes=[client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource())]))))
+            metadata=client.V1ObjectMeta(labels=labels), spec=status_pod_spec())))
     cluster.batch.create_namespaced_job(cluster.jobs, job)
 
     def ended():
@@ -286,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     tags = images()
     config = kubeconfig()
+    os.environ["KUBECONFIG"] = str(config)  # also for the operators whose pods this process builds (status)
     cluster = Cluster(kubeconfig=config)
     if not args.skip_deploy:
         make("cluster-up", "cluster-images", "cluster-addons")  # `make e2e-cluster` did them: each is a no-op then
@@ -353,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     names = history_applications(service_url(cluster, "history", args.history_port), timeout=300)
     log(f"History Server applications: {names}")
 
-    shown = status_in_cluster(cluster, tags["spark"], timeout=300)
+    shown = status_in_cluster(cluster, timeout=300)
     stale = [t["table"] for t in shown.get("tables", []) if "10x" in t["groups"] and t["state"] != "OK"]
     log(f"status in the cluster: {shown.get('verdict', shown)}")
     if "tables" not in shown or stale:
